@@ -1,0 +1,98 @@
+import keras
+import numpy as np
+from keras import ops
+
+MODES = (None, "minmax", "standard")
+
+
+@keras.saving.register_keras_serializable(package="keras_deepad")
+class FeatureScaler(keras.layers.Layer):
+    """Per-feature input normalisation adapted on training data.
+
+    Statistics are kept per entry of the last axis (a tabular feature or an
+    image channel) in non-trainable weights, so they are saved with the model
+    and included in every export.
+
+    Args:
+        mode: `"minmax"` maps the training range to [0, 1]; `"standard"`
+            subtracts the mean and divides by the standard deviation; `None`
+            is the identity.
+
+    Example:
+        >>> scaler = FeatureScaler("minmax")
+        >>> scaler.adapt(np.array([[0.0, 10.0], [2.0, 20.0]]))
+        >>> scaler(np.array([[1.0, 15.0]]))  # [[0.5, 0.5]]
+    """
+
+    def __init__(self, mode="minmax", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}")
+        self.mode = mode
+
+    def build(self, input_shape):
+        n = int(input_shape[-1])
+        self.offset = self.add_weight(
+            shape=(n,), initializer="zeros", trainable=False, name="offset"
+        )
+        self.scale = self.add_weight(shape=(n,), initializer="ones", trainable=False, name="scale")
+        self.adapted = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="adapted"
+        )
+
+    @property
+    def is_adapted(self) -> bool:
+        return self.mode is None or (self.built and float(ops.convert_to_numpy(self.adapted)) > 0)
+
+    def adapt(self, data):
+        """Computes the statistics from an array or an iterable of batches."""
+        batches = [data] if isinstance(data, np.ndarray) else data
+        count, total, total_sq = 0, None, None
+        low = high = None
+        for batch in batches:
+            if isinstance(batch, tuple | list):
+                batch = batch[0]
+            values = np.asarray(batch, dtype=np.float64)
+            values = values.reshape(-1, values.shape[-1])
+            if total is None:
+                total = np.zeros(values.shape[-1])
+                total_sq = np.zeros(values.shape[-1])
+                low = np.full(values.shape[-1], np.inf)
+                high = np.full(values.shape[-1], -np.inf)
+            count += len(values)
+            total += values.sum(axis=0)
+            total_sq += np.square(values).sum(axis=0)
+            low = np.minimum(low, values.min(axis=0))
+            high = np.maximum(high, values.max(axis=0))
+        if not count:
+            raise ValueError("FeatureScaler.adapt received no data.")
+        if not self.built:
+            self.build((None, len(total)))
+        if self.mode == "minmax":
+            offset, span = low, high - low
+        elif self.mode == "standard":
+            offset = total / count
+            span = np.sqrt(np.maximum(total_sq / count - offset**2, 0.0))
+        else:
+            offset, span = np.zeros_like(total), np.ones_like(total)
+        # A constant feature carries no information: leave it unscaled instead of dividing by 0.
+        span = np.where(span > 1e-12, span, 1.0)
+        self.offset.assign(offset.astype("float32"))
+        self.scale.assign((1.0 / span).astype("float32"))
+        self.adapted.assign(1.0)
+
+    def call(self, inputs):
+        if self.mode is None:
+            return inputs
+        return (inputs - self.offset) * self.scale
+
+    def inverse(self, outputs):
+        if self.mode is None:
+            return outputs
+        return outputs / self.scale + self.offset
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}

@@ -1,0 +1,37 @@
+import math
+
+from keras import ops
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _flat(x):
+    return ops.reshape(x, (ops.shape(x)[0], -1))
+
+
+def gaussian_nll(x, mean, logvar):
+    """`-log N(x; mean, exp(logvar))` summed over features, shape `(batch,)`.
+
+    `logvar` broadcasts against `x` (per feature, scalar or per sample).
+    """
+    x, mean = _flat(x), _flat(mean)
+    logvar = ops.broadcast_to(logvar, ops.shape(mean)) if ops.ndim(logvar) < 2 else _flat(logvar)
+    return 0.5 * ops.sum(_LOG_2PI + logvar + ops.square(x - mean) * ops.exp(-logvar), axis=-1)
+
+
+def bernoulli_nll(x, logits):
+    """`-log Bernoulli(x; sigmoid(logits))` summed over features, for x in [0, 1]."""
+    x, logits = _flat(x), _flat(logits)
+    # Numerically stable binary cross-entropy with logits.
+    per_feature = ops.maximum(logits, 0.0) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
+    return ops.sum(per_feature, axis=-1)
+
+
+def gaussian_kl(mu, logvar):
+    """`KL(N(mu, exp(logvar)) || N(0, I))` summed over latent dims, shape `(batch,)`."""
+    return 0.5 * ops.sum(ops.exp(logvar) + ops.square(mu) - 1.0 - logvar, axis=-1)
+
+
+def standard_normal_nll(z):
+    """`-log N(z; 0, I)` summed over dims, shape `(batch,)`."""
+    return 0.5 * ops.sum(ops.square(z) + _LOG_2PI, axis=-1)

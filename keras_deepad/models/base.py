@@ -1,0 +1,355 @@
+"""The contract every keras_deepad detector follows."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_deepad.layers import FeatureScaler
+from keras_deepad.utils.validation import (
+    check_array,
+    check_dataset_spec,
+    to_numpy_batch,
+)
+
+#: Quantiles of the calibration scores kept with the threshold (for monitoring and exports).
+SCORE_QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
+DEFAULT_SCORE_BATCH = 1024
+
+
+def _replicas() -> int:
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+@keras.saving.register_keras_serializable(package="keras_deepad")
+class AnomalyDetector(keras.Model):
+    """Base class of all detectors: fit, score, calibrate, flag.
+
+    Subclasses build their networks in `build_networks(feature_shape)`,
+    define `per_sample_loss(x, training)` (on normalised inputs) and
+    `compute_scores(x, method)` (on raw inputs), and list their score
+    methods in `score_methods`. This class provides the rest of the contract:
+
+    - `fit` validates the input, adapts the in-model normalisation, builds
+      and compiles (Adam) when needed, then runs Keras' own `fit`;
+    - `score(x)` returns one float per sample, higher = more anomalous, for
+      numpy arrays, pandas DataFrames, tensors or batched `tf.data.Dataset`s,
+      in batches written straight into one output array;
+    - `calibrate(x, contamination=...)` or `calibrate(x, fpr=...)` stores a
+      threshold in a non-trainable weight (saved and exported with the model);
+    - `is_anomaly(x)` / `predict_labels(x)` return 0/1 labels.
+
+    Args:
+        normalization: `None`, `"minmax"` or `"standard"`; statistics are
+            adapted on the first `fit` data and live inside the model.
+        score_method: the score used by `score`, `calibrate` and
+            `is_anomaly` (one of the class's `score_methods`).
+        seed: seed for the detector's random draws (noise, sampling).
+    """
+
+    score_methods: tuple[str, ...] = ()
+    default_score_method: str | None = None
+
+    def __init__(self, normalization=None, score_method=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if normalization not in (None, "minmax", "standard"):
+            raise ValueError(
+                "normalization must be None, 'minmax' or 'standard'. "
+                f"Received: normalization={normalization!r}"
+            )
+        score_method = score_method or self.default_score_method
+        if score_method not in self.score_methods:
+            raise ValueError(
+                f"score_method must be one of {self.score_methods}. "
+                f"Received: score_method={score_method!r}"
+            )
+        self.normalization = normalization
+        self.score_method = score_method
+        self.seed = seed
+        self.feature_shape = None
+        self.scaler = FeatureScaler(normalization, name="scaler")
+        self.threshold_variable = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(float("nan")),
+            trainable=False,
+            name="threshold",
+        )
+        self.score_quantiles = self.add_weight(
+            shape=(len(SCORE_QUANTILES),),
+            initializer=keras.initializers.Constant(float("nan")),
+            trainable=False,
+            name="score_quantiles",
+        )
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        # Compiled score functions, kept out of Keras/TF attribute tracking.
+        object.__setattr__(self, "_score_functions", {})
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape):
+        feature_shape = tuple(int(d) for d in tuple(input_shape)[1:])
+        if self.feature_shape is not None and feature_shape != self.feature_shape:
+            raise ValueError(
+                f"{type(self).__name__} was built for samples of shape {self.feature_shape}; "
+                f"received {feature_shape}."
+            )
+        if self.feature_shape is None:
+            self.feature_shape = feature_shape
+            if not self.scaler.built:
+                self.scaler.build((None, *feature_shape))
+            self.build_networks(feature_shape)
+        self.built = True
+
+    def build_networks(self, feature_shape):
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- train
+    def per_sample_loss(self, x, training=False):
+        """Returns `(loss of shape (batch,), {metric name: per-sample values})`."""
+        raise NotImplementedError
+
+    def reduce_loss(self, per_sample):
+        """Reduces the per-sample loss to the batch loss (the mean)."""
+        return ops.mean(per_sample)
+
+    def compile(self, optimizer="adam", **kwargs):
+        """Configures training; detectors need no `loss` (it is their objective)."""
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def get_compile_config(self):
+        if self.compiled and getattr(self, "_compile_config", None) is not None:
+            return self._compile_config.serialize()
+        return None
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def _objective(self, data, training):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = ops.cast(x, "float32")
+        per_sample, parts = self.per_sample_loss(x, training=training)
+        loss = self.reduce_loss(per_sample)
+        if self.losses:
+            loss = loss + ops.sum(self.losses)
+        return loss, parts
+
+    def _update_trackers(self, loss, parts):
+        self.loss_tracker.update_state(loss)
+        trackers = {m.name: m for m in self.metrics}
+        for name, values in parts.items():
+            trackers[name].update_state(ops.mean(values))
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss, parts = self._objective(data, training=True)
+            # Gradients are summed over replicas: scale hand-written losses.
+            scaled = loss / _replicas()
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self._update_trackers(loss, parts)
+
+    def test_step(self, data):
+        loss, parts = self._objective(data, training=False)
+        return self._update_trackers(loss, parts)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, *self.extra_trackers()]
+
+    def extra_trackers(self):
+        return []
+
+    # --------------------------------------------------------------- inputs
+    def _check_fit_input(self, x, name="x"):
+        if isinstance(x, tf.data.Dataset):
+            spec = check_dataset_spec(x, self.feature_shape, name=name)
+            if spec.shape.rank is None or any(d is None for d in spec.shape[1:]):
+                raise ValueError(f"{name} must have a static sample shape; got {spec.shape}.")
+            return x, tuple(int(d) for d in spec.shape[1:])
+        array = check_array(x, self.feature_shape, name=name)
+        return array, array.shape[1:]
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", **kwargs):
+        """Trains the detector (unsupervised: `y` is not used).
+
+        Accepts the same arguments as `keras.Model.fit`. Before training, the
+        input is checked (shape, dtype, NaN, emptiness), the model is built,
+        the in-model normalisation is adapted on `x` (first fit only) and the
+        model is compiled with Adam if `compile` was not called.
+        """
+        if y is not None:
+            warnings.warn(
+                f"{type(self).__name__} is trained without labels; y is ignored.", stacklevel=2
+            )
+            y = None
+        x, feature_shape = self._check_fit_input(x)
+        validation_data = kwargs.get("validation_data")
+        if validation_data is not None and not isinstance(validation_data, tf.data.Dataset):
+            if isinstance(validation_data, tuple):
+                validation_data = validation_data[0]
+            kwargs["validation_data"] = (
+                check_array(validation_data, feature_shape, name="validation_data"),
+            )
+        if not self.built or self.feature_shape is None:
+            self.build((None, *feature_shape))
+        if not self.scaler.is_adapted:
+            self.scaler.adapt(x)
+        self.check_training_data(x)
+        if not self.compiled:
+            self.compile()
+        if isinstance(x, tf.data.Dataset) and kwargs.get("shuffle") is None:
+            kwargs["shuffle"] = False  # shuffle in the pipeline; Keras ignores it for datasets
+        return super().fit(x, None, batch_size=batch_size, epochs=epochs, verbose=verbose, **kwargs)
+
+    def check_training_data(self, x):
+        """Hook for model-specific checks of (raw) training data."""
+
+    def _require_built(self, what):
+        if not self.built or self.feature_shape is None:
+            raise ValueError(
+                f"{type(self).__name__}.{what} needs a trained model: call fit() first."
+            )
+
+    # ---------------------------------------------------------------- score
+    def compute_scores(self, x, method):
+        """Per-sample scores of a raw float32 batch as a tensor of shape `(batch,)`."""
+        raise NotImplementedError
+
+    def _resolve_method(self, method):
+        method = method or self.score_method
+        if method not in self.score_methods:
+            raise ValueError(
+                f"method must be one of {self.score_methods}. Received: method={method!r}"
+            )
+        return method
+
+    def _compiled(self, key, fn):
+        functions = self._score_functions
+        if key not in functions:
+            spec = tf.TensorSpec((None, *self.feature_shape), tf.float32, name="x")
+            functions[key] = tf.function(fn, input_signature=[spec])
+        return functions[key]
+
+    def _batched(self, x, fn, batch_size, out_shape, name="x"):
+        """Applies `fn` batch by batch, writing into one preallocated array."""
+        batch_size = int(batch_size or DEFAULT_SCORE_BATCH)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer. Received: {batch_size}")
+        if isinstance(x, tf.data.Dataset):
+            check_dataset_spec(x, self.feature_shape, name=name)
+            chunks, seen = [], 0
+            for batch in x:
+                array = to_numpy_batch(batch, self.feature_shape, name=name, offset=seen)
+                chunks.append(np.asarray(fn(array)))
+                seen += len(array)
+            if not chunks:
+                raise ValueError(f"{name} is empty: the dataset yielded no batches.")
+            return np.concatenate(chunks)
+        array = check_array(x, self.feature_shape, name=name)
+        out = np.empty((len(array), *out_shape), dtype=np.float32)
+        for start in range(0, len(array), batch_size):
+            out[start : start + batch_size] = fn(array[start : start + batch_size])
+        return out
+
+    def score(self, x, batch_size=None, method=None):
+        """Anomaly scores, one float per sample; higher means more anomalous.
+
+        Args:
+            x: numpy array, pandas DataFrame, tensor or batched
+                `tf.data.Dataset` (yielding `x` or `(x, ...)`).
+            batch_size: samples per forward pass for in-memory inputs
+                (default 1024); a dataset keeps its own batching.
+            method: a score method of this detector (default:
+                `self.score_method`).
+
+        Returns:
+            A float32 numpy array of shape `(n_samples,)`.
+        """
+        self._require_built("score")
+        method = self._resolve_method(method)
+        fn = self._compiled(("score", method), lambda t: self.compute_scores(t, method))
+        return self._batched(x, fn, batch_size, ())
+
+    def feature_scores(self, x, batch_size=None):
+        """Per-feature contributions to the anomaly score, shape `x.shape`."""
+        self._require_built("feature_scores")
+        if not hasattr(self, "compute_feature_scores"):
+            raise NotImplementedError(f"{type(self).__name__} has no per-feature scores.")
+        fn = self._compiled(("feature_scores",), self.compute_feature_scores)
+        return self._batched(x, fn, batch_size, self.feature_shape)
+
+    # ------------------------------------------------------------ threshold
+    @property
+    def threshold(self) -> float | None:
+        """The calibrated threshold, or `None` before `calibrate`."""
+        value = float(ops.convert_to_numpy(self.threshold_variable))
+        return None if math.isnan(value) else value
+
+    @threshold.setter
+    def threshold(self, value):
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"threshold must be a finite number. Received: {value}")
+        self.threshold_variable.assign(value)
+
+    def calibrate(self, x, contamination=None, fpr=None, batch_size=None):
+        """Sets the threshold from the scores of `x`.
+
+        Use `contamination` on (possibly contaminated) training data: the
+        threshold is the `1 - contamination` quantile of the scores, so that
+        fraction is flagged. Use `fpr` on clean validation data: the
+        threshold is the `1 - fpr` quantile, so about that fraction of normal
+        samples is falsely flagged. Without either, `contamination=0.1`.
+
+        Returns:
+            The threshold (also stored in the model).
+        """
+        if contamination is not None and fpr is not None:
+            raise ValueError("pass either contamination or fpr, not both.")
+        rate, what = (fpr, "fpr") if fpr is not None else (contamination, "contamination")
+        if rate is None:
+            rate = 0.1
+        if not 0.0 < float(rate) < 1.0:
+            raise ValueError(f"{what} must be in (0, 1). Received: {what}={rate}")
+        scores = self.score(x, batch_size=batch_size)
+        self.threshold = float(np.quantile(scores, 1.0 - float(rate)))
+        self.score_quantiles.assign(np.quantile(scores, SCORE_QUANTILES).astype("float32"))
+        return self.threshold
+
+    def predict_labels(self, x, batch_size=None):
+        """0/1 labels (1 = anomaly: score above the calibrated threshold)."""
+        threshold = self.threshold
+        if threshold is None:
+            raise ValueError(
+                f"{type(self).__name__} has no threshold: call calibrate(x, contamination=...) "
+                "or calibrate(x_clean, fpr=...) first."
+            )
+        return (self.score(x, batch_size=batch_size) > threshold).astype(np.int64)
+
+    def is_anomaly(self, x, batch_size=None):
+        """Alias of `predict_labels`: 1 where a sample is flagged as anomalous."""
+        return self.predict_labels(x, batch_size=batch_size)
+
+    # --------------------------------------------------------------- config
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            normalization=self.normalization, score_method=self.score_method, seed=self.seed
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key, value in list(config.items()):
+            if isinstance(value, dict) and "class_name" in value:
+                config[key] = keras.saving.deserialize_keras_object(value)
+        return cls(**config)

@@ -1,0 +1,257 @@
+import keras
+from keras import ops
+
+from keras_deepad.layers import Reparameterization
+from keras_deepad.losses import (
+    bernoulli_nll,
+    gaussian_kl,
+    gaussian_nll,
+    reconstruction_error,
+    standard_normal_nll,
+)
+from keras_deepad.models.auto_encoder import ReconstructionDetector, _check_latent_dim
+from keras_deepad.networks import build_decoder, build_encoder
+
+LIKELIHOODS = ("gaussian", "bernoulli")
+DECODER_VARIANCES = ("feature", "scalar", "fixed")
+#: Bounds of the Gaussian decoder's log-variance: keeps the likelihood finite
+#: on features the model reconstructs (almost) exactly.
+DECODER_LOGVAR_RANGE = (-10.0, 10.0)
+
+
+@keras.saving.register_keras_serializable(package="keras_deepad")
+class VAE(ReconstructionDetector):
+    """Variational autoencoder with generative anomaly scores.
+
+    The encoder outputs `2 * latent_dim` values, the mean and log-variance
+    of `q(z|x)`; a `Reparameterization` layer samples `z` while training and
+    returns the mean otherwise. Loss per sample:
+    `-log p(x|z) + beta * KL(q(z|x) || N(0, I))`, summed over features and
+    latent dims, averaged over the batch.
+
+    Args:
+        architecture: `"mlp"` or `"conv"` (images `(H, W, C)`).
+        hidden_units, activation, conv_filters, kernel_size: as in `AE`.
+        latent_dim: size of `z`.
+        likelihood: `"gaussian"` (decoder mean, variance per
+            `decoder_variance`) or `"bernoulli"` (decoder logits; inputs must
+            lie in [0, 1] after normalisation).
+        decoder_variance: Gaussian variance: `"feature"` (one learned
+            log-variance per feature), `"scalar"` (one learned value) or
+            `"fixed"` (unit variance).
+        beta: weight of the KL term (beta-VAE).
+        logvar_range: clipping bounds of the encoder's log-variance.
+        mc_samples: L, the number of latent samples of the Monte-Carlo scores.
+        encoder, decoder: optional user networks (`x -> 2*latent_dim`,
+            `z -> x` mean or logits).
+        normalization: see `AnomalyDetector` (default `"minmax"`).
+        score_method: `"reconstruction"` (squared error of the decoder mean
+            at `z = mu`), `"reconstruction_probability"`
+            (`-(1/L) sum_l log p(x|z_l)`, `z_l ~ q(z|x)`), `"elbo"` (negative
+            ELBO with beta = 1) or `"latent"` (`-log N(mu; 0, I)`). The
+            Monte-Carlo scores use the same L standard-normal draws for every
+            sample (fixed by `seed`), so scores are deterministic and do not
+            depend on batching.
+        seed: seed of the training sampler and of the score draws.
+
+    Example:
+        >>> model = VAE(latent_dim=4, score_method="reconstruction_probability")
+        >>> model.fit(x_train, epochs=50, batch_size=64)
+        >>> scores = model.score(x_test)
+
+    Reference:
+        Kingma & Welling, ICLR 2014; An & Cho, "Variational Autoencoder based
+        Anomaly Detection using Reconstruction Probability", 2015; Škvára,
+        Pevný, Šmídl, "Are generative deep models for novelty detection truly
+        better?", arXiv:1905.11890.
+    """
+
+    score_methods = ("reconstruction", "reconstruction_probability", "elbo", "latent")
+    default_score_method = "reconstruction"
+
+    def __init__(
+        self,
+        architecture="mlp",
+        hidden_units=(64, 32),
+        latent_dim=8,
+        activation="relu",
+        conv_filters=(32, 64),
+        kernel_size=3,
+        likelihood="gaussian",
+        decoder_variance="feature",
+        beta=1.0,
+        logvar_range=(-30.0, 20.0),
+        mc_samples=16,
+        encoder=None,
+        decoder=None,
+        normalization="minmax",
+        score_method=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(normalization=normalization, score_method=score_method, seed=seed, **kwargs)
+        if architecture not in ("mlp", "conv"):
+            raise ValueError(
+                f"architecture must be 'mlp' or 'conv'. Received: architecture={architecture!r}"
+            )
+        _check_latent_dim(latent_dim)
+        if isinstance(latent_dim, str):
+            raise ValueError(f"VAE latent_dim must be an int. Received: {latent_dim!r}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}. Received: {likelihood!r}")
+        if decoder_variance not in DECODER_VARIANCES:
+            raise ValueError(
+                f"decoder_variance must be one of {DECODER_VARIANCES}. "
+                f"Received: {decoder_variance!r}"
+            )
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0. Received: beta={beta}")
+        if int(mc_samples) < 1:
+            raise ValueError(f"mc_samples must be >= 1. Received: mc_samples={mc_samples}")
+        if (encoder is None) != (decoder is None):
+            raise ValueError("pass both encoder and decoder, or neither.")
+        self.architecture = architecture
+        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.latent_dim = int(latent_dim)
+        self.activation = activation
+        self.conv_filters = tuple(int(f) for f in conv_filters)
+        self.kernel_size = int(kernel_size)
+        self.likelihood = likelihood
+        self.decoder_variance = decoder_variance
+        self.beta = float(beta)
+        self.logvar_range = tuple(float(v) for v in logvar_range)
+        self.mc_samples = int(mc_samples)
+        self.encoder = encoder
+        self.decoder = decoder
+        self._user_networks = encoder is not None
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        self.sampler = Reparameterization(logvar_range=self.logvar_range, seed=seed, name="sampler")
+        # Integer seed of the fixed Monte-Carlo draws used when scoring.
+        self.score_seed = 0 if seed is None else int(seed)
+
+    def build_networks(self, feature_shape):
+        if not self._user_networks:
+            if self.architecture == "mlp":
+                enc_cfg = {"hidden_units": self.hidden_units}
+                dec_cfg = {"hidden_units": self.hidden_units[::-1]}
+            else:
+                enc_cfg = {"filters": self.conv_filters, "kernel_size": self.kernel_size}
+                dec_cfg = {"filters": self.conv_filters[::-1], "kernel_size": self.kernel_size}
+            self.encoder = build_encoder(
+                self.architecture, feature_shape, 2 * self.latent_dim,
+                activation=self.activation, **enc_cfg,
+            )
+            self.decoder = build_decoder(
+                self.architecture, self.latent_dim, feature_shape,
+                activation=self.activation, **dec_cfg,
+            )
+        var_shape = {"feature": feature_shape, "scalar": (), "fixed": ()}[self.decoder_variance]
+        self.decoder_logvar = self.add_weight(
+            shape=var_shape,
+            initializer="zeros",
+            trainable=self.likelihood == "gaussian" and self.decoder_variance != "fixed",
+            name="decoder_logvar",
+        )
+
+    # ------------------------------------------------------------- pieces
+    def posterior(self, x_scaled, training=False):
+        """`(mu, logvar)` of `q(z|x)` for normalised inputs."""
+        h = self.encoder(x_scaled, training=training)
+        mu, logvar = ops.split(h, 2, axis=-1)
+        return mu, ops.clip(logvar, *self.logvar_range)
+
+    def _decoder_logvar(self):
+        return ops.clip(self.decoder_logvar, *DECODER_LOGVAR_RANGE)
+
+    def log_likelihood_nll(self, x_scaled, decoded):
+        """`-log p(x | z)` per sample from the decoder output."""
+        if self.likelihood == "bernoulli":
+            return bernoulli_nll(x_scaled, decoded)
+        return gaussian_nll(x_scaled, decoded, self._decoder_logvar())
+
+    def decoder_mean(self, decoded):
+        return ops.sigmoid(decoded) if self.likelihood == "bernoulli" else decoded
+
+    def reconstruct_normalised(self, x_scaled, training=False):
+        mu, _ = self.posterior(x_scaled, training=training)
+        return self.decoder_mean(self.decoder(mu, training=training))
+
+    # --------------------------------------------------------------- train
+    def per_sample_loss(self, x, training=False):
+        x_scaled = self.scaler(x)
+        mu, logvar = self.posterior(x_scaled, training=training)
+        z = self.sampler([mu, logvar], training=training)
+        nll = self.log_likelihood_nll(x_scaled, self.decoder(z, training=training))
+        kl = gaussian_kl(mu, logvar)
+        return nll + self.beta * kl, {"reconstruction_loss": nll, "kl_loss": kl}
+
+    def extra_trackers(self):
+        return [self.reconstruction_tracker, self.kl_tracker]
+
+    def check_training_data(self, x):
+        if self.likelihood != "bernoulli" or self.normalization == "minmax":
+            return
+        import numpy as np
+
+        if isinstance(x, np.ndarray):
+            scaled = np.asarray(self.scaler(x[:100_000]))
+            if scaled.min() < 0 or scaled.max() > 1:
+                raise ValueError(
+                    "likelihood='bernoulli' needs inputs in [0, 1] after normalisation; "
+                    f"received values in [{scaled.min():.3g}, {scaled.max():.3g}]. "
+                    "Use normalization='minmax' or likelihood='gaussian'."
+                )
+
+    # --------------------------------------------------------------- score
+    def _mc_nll(self, x_scaled, mu, logvar):
+        """`-(1/L) sum_l log p(x|z_l)` with common draws `eps_l` for all samples."""
+        n_samples = self.mc_samples
+        eps = keras.random.normal((n_samples, 1, self.latent_dim), seed=self.score_seed)
+        z = mu[None] + ops.exp(0.5 * logvar)[None] * eps  # (L, batch, latent)
+        batch = ops.shape(mu)[0]
+        decoded = self.decoder(ops.reshape(z, (-1, self.latent_dim)))
+        x_rep = ops.reshape(
+            ops.repeat(x_scaled[None], n_samples, axis=0), (-1, *self.feature_shape)
+        )
+        nll = self.log_likelihood_nll(x_rep, decoded)
+        return ops.mean(ops.reshape(nll, (n_samples, batch)), axis=0)
+
+    def compute_scores(self, x, method):
+        x_scaled = self.scaler(x)
+        mu, logvar = self.posterior(x_scaled)
+        if method == "reconstruction":
+            x_hat = self.decoder_mean(self.decoder(mu))
+            return reconstruction_error(x_scaled, x_hat, "mse")
+        if method == "latent":
+            return standard_normal_nll(mu)
+        nll = self._mc_nll(x_scaled, mu, logvar)
+        if method == "reconstruction_probability":
+            return nll
+        return nll + gaussian_kl(mu, logvar)  # "elbo"
+
+    def encode(self, x, batch_size=None):
+        """Posterior means `mu` of `x`, shape `(n_samples, latent_dim)`."""
+        self._require_built("encode")
+        fn = self._compiled(("encode",), lambda t: self.posterior(self.scaler(t))[0])
+        return self._batched(x, fn, batch_size, (self.latent_dim,))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            architecture=self.architecture,
+            hidden_units=list(self.hidden_units),
+            latent_dim=self.latent_dim,
+            activation=self.activation,
+            conv_filters=list(self.conv_filters),
+            kernel_size=self.kernel_size,
+            likelihood=self.likelihood,
+            decoder_variance=self.decoder_variance,
+            beta=self.beta,
+            logvar_range=list(self.logvar_range),
+            mc_samples=self.mc_samples,
+        )
+        if self._user_networks:
+            config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
+            config["decoder"] = keras.saving.serialize_keras_object(self.decoder)
+        return config
