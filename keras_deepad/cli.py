@@ -1,0 +1,386 @@
+"""The `keras-deepad` command: train, score, evaluate and export detectors without code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+DESCRIPTION = """\
+Deep anomaly detection with Keras 3.
+
+Typical use:
+  keras-deepad train --model ae --data breast_cancer --output saved_models/ae.keras
+  keras-deepad score --model-file saved_models/ae.keras --data new_data.csv
+  keras-deepad export --model-file saved_models/ae.keras --base-dir saved_models
+  keras-deepad demo
+
+DATA is a built-in data set (see `keras-deepad datasets`; `digits:3` picks
+normal class 3) or a file: .csv (numeric columns; --label-column names a 0/1
+column that is kept out of the features and used only for evaluation),
+.npy (features) or .npz (arrays `x` and optionally `y`).
+Scores: higher = more anomalous. Labels: 1 = anomaly.
+"""
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def _parse_param(text: str):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--param needs KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+# --------------------------------------------------------------------- data
+class LoadedData:
+    """Features for training/scoring and, when known, test features with labels."""
+
+    def __init__(self, name, x_train, x_eval=None, y_eval=None, description=""):
+        self.name, self.x_train = name, x_train
+        self.x_eval, self.y_eval, self.description = x_eval, y_eval, description
+
+
+def load_data(spec: str, seed: int = 0, label_column: str | None = None) -> LoadedData:
+    import numpy as np
+
+    from keras_deepad import data
+
+    path = Path(spec)
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".npy", ".npz"):
+        if not path.exists():
+            raise ValueError(f"data file {spec} does not exist.")
+        if suffix == ".csv":
+            x, y = data.load_csv(path, label_column=label_column)
+        elif suffix == ".npy":
+            x, y = np.load(path, allow_pickle=False), None
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                if "x" not in npz:
+                    raise ValueError(f"{spec} has no array 'x' (found {sorted(npz.files)}).")
+                x, y = npz["x"], npz["y"] if "y" in npz else None
+        return LoadedData(str(path), x, x if y is not None else None, y, f"file {path.name}")
+    name, normal_class = data.parse_data_spec(spec)
+    builtin = data.load_builtin(name, seed=seed, normal_class=normal_class)
+    return LoadedData(spec, builtin.x_train, builtin.x_test, builtin.y_test, builtin.description)
+
+
+def _eval_input(loaded: LoadedData):
+    """What `score` scores: the test split of a built-in set, else the file's rows."""
+    return loaded.x_eval if loaded.x_eval is not None else loaded.x_train
+
+
+# ------------------------------------------------------------------- models
+def save_keras_atomically(model, path) -> Path:
+    """Saves a `.keras` file via a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"model files must end in .keras. Received: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_model(path):
+    import keras
+
+    import keras_deepad.models  # noqa: F401  (registers the detector classes)
+
+    if not Path(path).exists():
+        raise ValueError(f"model file {path} does not exist.")
+    return keras.models.load_model(path)
+
+
+def train_detector(args, loaded: LoadedData):
+    import keras
+
+    from keras_deepad.registry import get_detector, get_spec
+
+    keras.utils.set_random_seed(args.seed)
+    spec = get_spec(args.model)
+    params = dict(args.param or [])
+    params.setdefault("seed", args.seed)
+    model = get_detector(args.model, **params)
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+    batch_size = args.batch_size or spec.fit_params.get("batch_size", 32)
+    verbose = 0 if args.json else (1 if sys.stdout.isatty() else 2)
+    start = time.perf_counter()
+    history = model.fit(loaded.x_train, epochs=args.epochs, batch_size=batch_size, verbose=verbose)
+    seconds = time.perf_counter() - start
+    threshold = model.calibrate(loaded.x_train, contamination=args.contamination, fpr=args.fpr)
+    return model, {
+        "train_seconds": round(seconds, 3),
+        "final_loss": float(history.history["loss"][-1]),
+        "threshold": threshold,
+    }
+
+
+def evaluate_model(model, loaded: LoadedData):
+    from keras_deepad.evaluation import evaluate_scores
+
+    if loaded.y_eval is None:
+        return None
+    scores = model.score(loaded.x_eval)
+    return evaluate_scores(loaded.y_eval, scores, threshold=model.threshold)
+
+
+# ----------------------------------------------------------------- commands
+def _emit(args, result: dict, lines: list[str]):
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+    else:
+        print("\n".join(lines))
+
+
+def _metric_lines(metrics):
+    if not metrics:
+        return ["(no labels: nothing to evaluate)"]
+    keys = ["auroc", "auprc", "f1", "precision", "recall", "precision_at_n", "flagged_fraction"]
+    return [f"  {k:>16}: {metrics[k]:.4f}" for k in keys if k in metrics]
+
+
+def cmd_models(args):
+    from keras_deepad.registry import list_detectors
+
+    detectors = list_detectors()
+    _emit(args, detectors, [f"{k:<14} {v}" for k, v in detectors.items()])
+
+
+def cmd_datasets(args):
+    from keras_deepad.data import BUILTIN_DATASETS
+
+    _emit(args, dict(BUILTIN_DATASETS), [f"{k:<14} {v}" for k, v in BUILTIN_DATASETS.items()])
+
+
+def cmd_train(args):
+    loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
+    model, info = train_detector(args, loaded)
+    output = Path(args.output or f"saved_models/{args.model}.keras")
+    save_keras_atomically(model, output)
+    metrics = evaluate_model(model, loaded)
+    result = {"model": args.model, "data": args.data, "output": str(output), **info,
+              "metrics": metrics}
+    _emit(args, result, [
+        f"trained {args.model} on {loaded.description} in {info['train_seconds']:.1f} s",
+        f"threshold: {info['threshold']:.6g}",
+        *_metric_lines(metrics),
+        f"saved: {output}",
+    ])
+
+
+def cmd_score(args):
+    import numpy as np
+
+    model = load_model(args.model_file)
+    loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
+    x = _eval_input(loaded)
+    scores = model.score(x, batch_size=args.batch_size, method=args.method)
+    threshold = model.threshold
+    labels = None if threshold is None else (scores > threshold).astype(int)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        columns = [scores] if labels is None else [scores, labels]
+        header = "score" if labels is None else "score,is_anomaly"
+        tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex}")
+        np.savetxt(tmp, np.column_stack(columns), delimiter=",", header=header, comments="",
+                   fmt=["%.9g"] + (["%d"] if labels is not None else []))
+        os.replace(tmp, out)
+    result = {"n_samples": len(scores), "threshold": threshold, "output": args.output,
+              "scores": None if args.output else scores.tolist(),
+              "is_anomaly": None if args.output or labels is None else labels.tolist()}
+    if args.json:
+        _emit(args, result, [])
+    elif args.output:
+        print(f"wrote {len(scores)} scores to {args.output}")
+    else:
+        for i, s in enumerate(scores):
+            print(f"{s:.9g}" if labels is None else f"{s:.9g},{labels[i]}")
+
+
+def cmd_evaluate(args):
+    model = load_model(args.model_file)
+    loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
+    if loaded.y_eval is None:
+        raise ValueError(
+            "evaluate needs labels: use a built-in data set, a CSV with --label-column, "
+            "or an .npz with 'y'."
+        )
+    metrics = evaluate_model(model, loaded)
+    _emit(args, {"data": args.data, "metrics": metrics}, _metric_lines(metrics))
+
+
+def cmd_export(args):
+    from keras_deepad.export import export_saved_model
+
+    model = load_model(args.model_file)
+    name = args.name or Path(args.model_file).stem
+    target = export_saved_model(model, args.base_dir, name, version=args.version,
+                                overwrite=args.overwrite)
+    _emit(args, {"format": "saved_model", "path": str(target)}, [f"SavedModel: {target}"])
+
+
+def cmd_demo(args):
+    from keras_deepad.export import export_saved_model
+
+    args.param, args.batch_size, args.learning_rate = [], None, 1e-3
+    args.contamination, args.label_column = None, None
+    loaded = load_data(args.data, seed=args.seed)
+    model, info = train_detector(args, loaded)
+    metrics = evaluate_model(model, loaded)
+    out_dir = Path(args.output_dir)
+    keras_path = save_keras_atomically(model, out_dir / f"{args.model}.keras")
+    saved_model = export_saved_model(model, out_dir, args.model, version=1, overwrite=True)
+    result = {"model": args.model, "data": args.data, **info, "metrics": metrics,
+              "keras_file": str(keras_path), "saved_model": str(saved_model)}
+    _emit(args, result, [
+        f"keras-deepad demo: {args.model} on {loaded.description}",
+        f"trained {args.epochs} epochs in {info['train_seconds']:.1f} s",
+        f"threshold (false-positive rate {args.fpr} on normal training data): "
+        f"{info['threshold']:.6g}",
+        "test metrics:",
+        *_metric_lines(metrics),
+        f"saved: {keras_path}",
+        f"SavedModel (TF Serving): {saved_model}",
+    ])
+
+
+# ------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-deepad", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from keras_deepad._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"keras-deepad {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p, data=True):
+        p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+        p.add_argument("--seed", type=int, default=0,
+                       help="random seed for weights, shuffling and built-in splits (default 0)")
+        if data:
+            p.add_argument("--data", required=True,
+                           help="built-in data set name (e.g. breast_cancer, digits:3) or a "
+                                ".csv/.npy/.npz file")
+            p.add_argument("--label-column", default=None,
+                           help="CSV column with 0/1 labels (excluded from the features)")
+
+    p = sub.add_parser("models", help="list the detectors and their presets")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("datasets", help="list the built-in data sets")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_datasets)
+
+    def training(p):
+        p.add_argument("--model", default="ae",
+                       help="detector name (see `keras-deepad models`; default ae)")
+        p.add_argument("--epochs", type=_positive_int, default=100,
+                       help="training epochs (default 100)")
+
+    p = sub.add_parser("train", help="train a detector, calibrate its threshold, save a .keras")
+    common(p)
+    training(p)
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="minibatch size (default: the preset's, else 32)")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--param", action="append", type=_parse_param, metavar="KEY=VALUE",
+                   help="constructor argument overriding the preset, value as JSON "
+                        "(e.g. --param latent_dim=4 --param hidden_units=[128,64]); repeatable")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--contamination", type=_fraction, default=None,
+                       help="expected anomaly fraction of the training data: threshold = "
+                            "(1 - c) quantile of training scores (default 0.1)")
+    group.add_argument("--fpr", type=_fraction, default=None,
+                       help="target false-positive rate when the training data is clean")
+    p.add_argument("--output", default=None,
+                   help="where to save the model (default saved_models/<model>.keras)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="score data with a saved model (one line per sample)")
+    common(p)
+    p.add_argument("--model-file", required=True, help="a .keras file written by train")
+    p.add_argument("--method", default=None,
+                   help="score method (default: the model's; e.g. mse, mae, max for AE)")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="scoring batch size")
+    p.add_argument("--output", default=None, help="write score[,is_anomaly] CSV here")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("evaluate", help="AUROC, AUPRC, F1, precision@n of a saved model")
+    common(p)
+    p.add_argument("--model-file", required=True, help="a .keras file written by train")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a saved model for TF Serving")
+    common(p, data=False)
+    p.add_argument("--model-file", required=True, help="a .keras file written by train")
+    p.add_argument("--format", choices=["saved_model"], default="saved_model",
+                   help="export format (default saved_model)")
+    p.add_argument("--base-dir", default="saved_models",
+                   help="TF Serving model base path (default saved_models)")
+    p.add_argument("--name", default=None, help="model name (default: the file's stem)")
+    p.add_argument("--version", type=int, default=None,
+                   help="integer version (default: the next free one)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="train on a built-in data set, evaluate, save and export")
+    common(p, data=False)
+    p.add_argument("--model", default="ae", help="detector name (default ae)")
+    p.add_argument("--data", default="breast_cancer", help="built-in data set (default breast_cancer)")
+    p.add_argument("--epochs", type=_positive_int, default=100, help="training epochs (default 100)")
+    p.add_argument("--fpr", type=_fraction, default=0.05,
+                   help="false-positive rate used to set the threshold (default 0.05)")
+    p.add_argument("--output-dir", default="saved_models", help="where to write (default saved_models)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_tensorflow()
+    try:
+        args.func(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"keras-deepad {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Detectors by name, with their presets, for the command line and the sklearn wrapper."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A named detector: its class, constructor defaults and fit defaults."""
+
+    name: str
+    class_name: str
+    description: str
+    params: dict = field(default_factory=dict)
+    fit_params: dict = field(default_factory=dict)
+
+    @property
+    def cls(self):
+        from keras_deepad import models
+
+        return getattr(models, self.class_name)
+
+
+_SPECS = [
+    DetectorSpec("ae", "AE", "Dense autoencoder (64-32-8), reconstruction error."),
+    DetectorSpec(
+        "ae-seed",
+        "AE",
+        "One hidden layer, sigmoid, no biases: min ||X - f(XU)V||_F^2.",
+        {"architecture": "seed", "latent_dim": 8},
+    ),
+    DetectorSpec(
+        "ae-borghesi",
+        "AE",
+        "Borghesi et al. 2019: over-complete sparse AE (10*D relu, L1 1e-5), MAE, max error.",
+        {
+            "architecture": "mlp",
+            "hidden_units": [],
+            "latent_dim": "10x",
+            "latent_activation": "relu",
+            "latent_l1": 1e-5,
+            "loss": "mae",
+            "score_method": "max",
+            "normalization": "minmax",
+        },
+        {"batch_size": 64},
+    ),
+    DetectorSpec(
+        "ae-denoising", "AE", "Dense denoising autoencoder (input noise 0.1).",
+        {"denoising_std": 0.1},
+    ),
+    DetectorSpec(
+        "ae-conv", "AE", "Convolutional autoencoder for images (H, W, C).",
+        {"architecture": "conv", "latent_dim": 32},
+    ),
+    DetectorSpec("vae", "VAE", "Variational autoencoder, Gaussian decoder with learned variance."),
+    DetectorSpec(
+        "vae-bernoulli", "VAE", "VAE with a Bernoulli decoder (inputs in [0, 1]).",
+        {"likelihood": "bernoulli"},
+    ),
+    DetectorSpec(
+        "vae-conv", "VAE", "Convolutional VAE for images, Bernoulli decoder.",
+        {"architecture": "conv", "latent_dim": 16, "likelihood": "bernoulli"},
+    ),
+]
+
+DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def list_detectors() -> dict[str, str]:
+    """Names of the registered detectors and their one-line descriptions."""
+    return {name: spec.description for name, spec in DETECTORS.items()}
+
+
+def get_spec(name: str) -> DetectorSpec:
+    try:
+        return DETECTORS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown detector {name!r}; choose one of {sorted(DETECTORS)}."
+        ) from None
+
+
+def get_detector(name: str, **overrides):
+    """Instantiates a registered detector, constructor arguments overriding the preset."""
+    spec = get_spec(name)
+    return spec.cls(**{**spec.params, **overrides})

@@ -1,0 +1,113 @@
+"""What every detector must satisfy; reused by each detector's test module."""
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from sklearn.metrics import roc_auc_score
+
+
+def check_scores_shape_and_dtype(model, x):
+    scores = model.score(x)
+    assert scores.shape == (len(x),)
+    assert scores.dtype == np.float32
+    assert np.isfinite(scores).all()
+    assert np.std(scores) > 0, "scores are constant"
+    return scores
+
+
+def check_input_types_agree(model, x):
+    reference = model.score(x)
+    np.testing.assert_allclose(model.score(pd.DataFrame(x.reshape(len(x), -1)).to_numpy()
+                                           .reshape(x.shape)), reference, rtol=1e-6)
+    if x.ndim == 2:
+        np.testing.assert_allclose(model.score(pd.DataFrame(x)), reference, rtol=1e-6)
+    np.testing.assert_allclose(model.score(tf.constant(x)), reference, rtol=1e-6)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(37)
+    np.testing.assert_allclose(model.score(dataset), reference, rtol=1e-5, atol=1e-7)
+    labelled = tf.data.Dataset.from_tensor_slices((x, np.zeros(len(x)))).batch(64)
+    np.testing.assert_allclose(model.score(labelled), reference, rtol=1e-5, atol=1e-7)
+    for batch_size in (1, 7, 256):
+        np.testing.assert_allclose(
+            model.score(x[:50], batch_size=batch_size), reference[:50], rtol=1e-5, atol=1e-7
+        )
+
+
+def check_threshold(model, x):
+    with pytest.raises(ValueError, match="calibrate"):
+        model.predict_labels(x)
+    for contamination in (0.05, 0.1, 0.2):
+        threshold = model.calibrate(x, contamination=contamination)
+        assert model.threshold == pytest.approx(threshold)
+        flagged = model.predict_labels(x)
+        assert set(np.unique(flagged)) <= {0, 1}
+        assert abs(flagged.mean() - contamination) <= 0.01
+        np.testing.assert_array_equal(model.is_anomaly(x), flagged)
+    model.calibrate(x, fpr=0.05)
+    assert abs(model.predict_labels(x).mean() - 0.05) <= 0.01
+
+
+def check_save_load(model, x, tmp_path):
+    model.calibrate(x, contamination=0.1)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is type(model)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded.score(x), model.score(x))
+    assert loaded.threshold == model.threshold
+    np.testing.assert_array_equal(loaded.predict_labels(x), model.predict_labels(x))
+    for method in model.score_methods:
+        np.testing.assert_array_equal(loaded.score(x, method=method), model.score(x, method=method))
+    # Training continues from the restored optimizer state.
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations)
+    loaded.fit(x, epochs=1, batch_size=64, verbose=0)
+    return loaded
+
+
+def check_config_round_trip(model):
+    config = model.get_config()
+    clone = type(model).from_config(config)
+    assert clone.get_config() == config
+
+
+def check_fit_changes_weights(factory, x):
+    model = factory()
+    model.build((None, *x.shape[1:]))
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    model.fit(x, epochs=1, batch_size=32, verbose=0)
+    after = [w.numpy() for w in model.trainable_weights]
+    assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+def check_bad_input(model, x):
+    n_features = x.shape[1]
+    bad_nan = x.copy()
+    bad_nan[3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.score(bad_nan)
+    bad_inf = x.copy()
+    bad_inf[5, 1] = np.inf
+    with pytest.raises(ValueError, match="infinite"):
+        model.score(bad_inf)
+    with pytest.raises(ValueError, match=f"{n_features + 1} features.*expects {n_features}"):
+        model.score(np.zeros((4, n_features + 1), dtype="float32"))
+    with pytest.raises(ValueError, match="empty"):
+        model.score(np.zeros((0, n_features), dtype="float32"))
+    with pytest.raises(ValueError, match="strings"):
+        model.score(np.array([["a"] * n_features] * 3))
+    with pytest.raises(ValueError, match="rank"):
+        model.score(x[0])
+    with pytest.raises(ValueError, match="rank"):
+        model.score(x[:, :, None])
+    with pytest.raises(ValueError, match="NaN"):
+        model.score(tf.data.Dataset.from_tensor_slices(bad_nan).batch(16))
+    with pytest.raises(ValueError, match="shape"):
+        model.score(tf.data.Dataset.from_tensor_slices(x[:, :-1]).batch(16))
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(bad_nan, epochs=1, verbose=0)
+
+
+def auroc(model, x, y, method=None):
+    return roc_auc_score(y, model.score(x, method=method))
