@@ -34,6 +34,7 @@ fashion-mnist:
 	fi
 
 test: $(STAMP) fashion-mnist
+	$(BIN)/ruff check keras_deepad tests scripts
 	TF_ENABLE_ONEDNN_OPTS=0 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q
 
 test-all: $(STAMP) fashion-mnist

@@ -189,14 +189,23 @@ def cmd_train(args):
     output = Path(args.output or f"saved_models/{args.model}.keras")
     save_keras_atomically(model, output)
     metrics = evaluate_model(model, loaded)
-    result = {"model": args.model, "data": args.data, "output": str(output), **info,
-              "metrics": metrics}
-    _emit(args, result, [
-        f"trained {args.model} on {loaded.description} in {info['train_seconds']:.1f} s",
-        f"threshold: {info['threshold']:.6g}",
-        *_metric_lines(metrics),
-        f"saved: {output}",
-    ])
+    result = {
+        "model": args.model,
+        "data": args.data,
+        "output": str(output),
+        **info,
+        "metrics": metrics,
+    }
+    _emit(
+        args,
+        result,
+        [
+            f"trained {args.model} on {loaded.description} in {info['train_seconds']:.1f} s",
+            f"threshold: {info['threshold']:.6g}",
+            *_metric_lines(metrics),
+            f"saved: {output}",
+        ],
+    )
 
 
 def cmd_score(args):
@@ -214,12 +223,22 @@ def cmd_score(args):
         columns = [scores] if labels is None else [scores, labels]
         header = "score" if labels is None else "score,is_anomaly"
         tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex}")
-        np.savetxt(tmp, np.column_stack(columns), delimiter=",", header=header, comments="",
-                   fmt=["%.9g"] + (["%d"] if labels is not None else []))
+        np.savetxt(
+            tmp,
+            np.column_stack(columns),
+            delimiter=",",
+            header=header,
+            comments="",
+            fmt=["%.9g"] + (["%d"] if labels is not None else []),
+        )
         os.replace(tmp, out)
-    result = {"n_samples": len(scores), "threshold": threshold, "output": args.output,
-              "scores": None if args.output else scores.tolist(),
-              "is_anomaly": None if args.output or labels is None else labels.tolist()}
+    result = {
+        "n_samples": len(scores),
+        "threshold": threshold,
+        "output": args.output,
+        "scores": None if args.output else scores.tolist(),
+        "is_anomaly": None if args.output or labels is None else labels.tolist(),
+    }
     if args.json:
         _emit(args, result, [])
     elif args.output:
@@ -246,8 +265,9 @@ def cmd_export(args):
 
     model = load_model(args.model_file)
     name = args.name or Path(args.model_file).stem
-    target = export_saved_model(model, args.base_dir, name, version=args.version,
-                                overwrite=args.overwrite)
+    target = export_saved_model(
+        model, args.base_dir, name, version=args.version, overwrite=args.overwrite
+    )
     _emit(args, {"format": "saved_model", "path": str(target)}, [f"SavedModel: {target}"])
 
 
@@ -262,24 +282,35 @@ def cmd_demo(args):
     out_dir = Path(args.output_dir)
     keras_path = save_keras_atomically(model, out_dir / f"{args.model}.keras")
     saved_model = export_saved_model(model, out_dir, args.model, version=1, overwrite=True)
-    result = {"model": args.model, "data": args.data, **info, "metrics": metrics,
-              "keras_file": str(keras_path), "saved_model": str(saved_model)}
-    _emit(args, result, [
-        f"keras-deepad demo: {args.model} on {loaded.description}",
-        f"trained {args.epochs} epochs in {info['train_seconds']:.1f} s",
-        f"threshold (false-positive rate {args.fpr} on normal training data): "
-        f"{info['threshold']:.6g}",
-        "test metrics:",
-        *_metric_lines(metrics),
-        f"saved: {keras_path}",
-        f"SavedModel (TF Serving): {saved_model}",
-    ])
+    result = {
+        "model": args.model,
+        "data": args.data,
+        **info,
+        "metrics": metrics,
+        "keras_file": str(keras_path),
+        "saved_model": str(saved_model),
+    }
+    _emit(
+        args,
+        result,
+        [
+            f"keras-deepad demo: {args.model} on {loaded.description}",
+            f"trained {args.epochs} epochs in {info['train_seconds']:.1f} s",
+            f"threshold (false-positive rate {args.fpr} on normal training data): "
+            f"{info['threshold']:.6g}",
+            "test metrics:",
+            *_metric_lines(metrics),
+            f"saved: {keras_path}",
+            f"SavedModel (TF Serving): {saved_model}",
+        ],
+    )
 
 
 # ------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="keras-deepad", description=DESCRIPTION,
+        prog="keras-deepad",
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from keras_deepad._version import __version__
@@ -289,14 +320,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p, data=True):
         p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
-        p.add_argument("--seed", type=int, default=0,
-                       help="random seed for weights, shuffling and built-in splits (default 0)")
+        p.add_argument(
+            "--seed",
+            type=int,
+            default=0,
+            help="random seed for weights, shuffling and built-in splits (default 0)",
+        )
         if data:
-            p.add_argument("--data", required=True,
-                           help="built-in data set name (e.g. breast_cancer, digits:3) or a "
-                                ".csv/.npy/.npz file")
-            p.add_argument("--label-column", default=None,
-                           help="CSV column with 0/1 labels (excluded from the features)")
+            p.add_argument(
+                "--data",
+                required=True,
+                help="built-in data set name (e.g. breast_cancer, digits:3) or a "
+                ".csv/.npy/.npz file",
+            )
+            p.add_argument(
+                "--label-column",
+                default=None,
+                help="CSV column with 0/1 labels (excluded from the features)",
+            )
 
     p = sub.add_parser("models", help="list the detectors and their presets")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -307,35 +348,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_datasets)
 
     def training(p):
-        p.add_argument("--model", default="ae",
-                       help="detector name (see `keras-deepad models`; default ae)")
-        p.add_argument("--epochs", type=_positive_int, default=100,
-                       help="training epochs (default 100)")
+        p.add_argument(
+            "--model", default="ae", help="detector name (see `keras-deepad models`; default ae)"
+        )
+        p.add_argument(
+            "--epochs", type=_positive_int, default=100, help="training epochs (default 100)"
+        )
 
     p = sub.add_parser("train", help="train a detector, calibrate its threshold, save a .keras")
     common(p)
     training(p)
-    p.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="minibatch size (default: the preset's, else 32)")
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="minibatch size (default: the preset's, else 32)",
+    )
     p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--param", action="append", type=_parse_param, metavar="KEY=VALUE",
-                   help="constructor argument overriding the preset, value as JSON "
-                        "(e.g. --param latent_dim=4 --param hidden_units=[128,64]); repeatable")
+    p.add_argument(
+        "--param",
+        action="append",
+        type=_parse_param,
+        metavar="KEY=VALUE",
+        help="constructor argument overriding the preset, value as JSON "
+        "(e.g. --param latent_dim=4 --param hidden_units=[128,64]); repeatable",
+    )
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--contamination", type=_fraction, default=None,
-                       help="expected anomaly fraction of the training data: threshold = "
-                            "(1 - c) quantile of training scores (default 0.1)")
-    group.add_argument("--fpr", type=_fraction, default=None,
-                       help="target false-positive rate when the training data is clean")
-    p.add_argument("--output", default=None,
-                   help="where to save the model (default saved_models/<model>.keras)")
+    group.add_argument(
+        "--contamination",
+        type=_fraction,
+        default=None,
+        help="expected anomaly fraction of the training data: threshold = "
+        "(1 - c) quantile of training scores (default 0.1)",
+    )
+    group.add_argument(
+        "--fpr",
+        type=_fraction,
+        default=None,
+        help="target false-positive rate when the training data is clean",
+    )
+    p.add_argument(
+        "--output",
+        default=None,
+        help="where to save the model (default saved_models/<model>.keras)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score", help="score data with a saved model (one line per sample)")
     common(p)
     p.add_argument("--model-file", required=True, help="a .keras file written by train")
-    p.add_argument("--method", default=None,
-                   help="score method (default: the model's; e.g. mse, mae, max for AE)")
+    p.add_argument(
+        "--method",
+        default=None,
+        help="score method (default: the model's; e.g. mse, mae, max for AE)",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=None, help="scoring batch size")
     p.add_argument("--output", default=None, help="write score[,is_anomaly] CSV here")
     p.set_defaults(func=cmd_score)
@@ -348,24 +414,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a saved model for TF Serving")
     common(p, data=False)
     p.add_argument("--model-file", required=True, help="a .keras file written by train")
-    p.add_argument("--format", choices=["saved_model"], default="saved_model",
-                   help="export format (default saved_model)")
-    p.add_argument("--base-dir", default="saved_models",
-                   help="TF Serving model base path (default saved_models)")
+    p.add_argument(
+        "--format",
+        choices=["saved_model"],
+        default="saved_model",
+        help="export format (default saved_model)",
+    )
+    p.add_argument(
+        "--base-dir",
+        default="saved_models",
+        help="TF Serving model base path (default saved_models)",
+    )
     p.add_argument("--name", default=None, help="model name (default: the file's stem)")
-    p.add_argument("--version", type=int, default=None,
-                   help="integer version (default: the next free one)")
+    p.add_argument(
+        "--version", type=int, default=None, help="integer version (default: the next free one)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="train on a built-in data set, evaluate, save and export")
     common(p, data=False)
     p.add_argument("--model", default="ae", help="detector name (default ae)")
-    p.add_argument("--data", default="breast_cancer", help="built-in data set (default breast_cancer)")
-    p.add_argument("--epochs", type=_positive_int, default=100, help="training epochs (default 100)")
-    p.add_argument("--fpr", type=_fraction, default=0.05,
-                   help="false-positive rate used to set the threshold (default 0.05)")
-    p.add_argument("--output-dir", default="saved_models", help="where to write (default saved_models)")
+    p.add_argument(
+        "--data", default="breast_cancer", help="built-in data set (default breast_cancer)"
+    )
+    p.add_argument(
+        "--epochs", type=_positive_int, default=100, help="training epochs (default 100)"
+    )
+    p.add_argument(
+        "--fpr",
+        type=_fraction,
+        default=0.05,
+        help="false-positive rate used to set the threshold (default 0.05)",
+    )
+    p.add_argument(
+        "--output-dir", default="saved_models", help="where to write (default saved_models)"
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 

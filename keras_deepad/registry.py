@@ -47,20 +47,28 @@ _SPECS = [
         {"batch_size": 64},
     ),
     DetectorSpec(
-        "ae-denoising", "AE", "Dense denoising autoencoder (input noise 0.1).",
+        "ae-denoising",
+        "AE",
+        "Dense denoising autoencoder (input noise 0.1).",
         {"denoising_std": 0.1},
     ),
     DetectorSpec(
-        "ae-conv", "AE", "Convolutional autoencoder for images (H, W, C).",
+        "ae-conv",
+        "AE",
+        "Convolutional autoencoder for images (H, W, C).",
         {"architecture": "conv", "latent_dim": 32},
     ),
     DetectorSpec("vae", "VAE", "Variational autoencoder, Gaussian decoder with learned variance."),
     DetectorSpec(
-        "vae-bernoulli", "VAE", "VAE with a Bernoulli decoder (inputs in [0, 1]).",
+        "vae-bernoulli",
+        "VAE",
+        "VAE with a Bernoulli decoder (inputs in [0, 1]).",
         {"likelihood": "bernoulli"},
     ),
     DetectorSpec(
-        "vae-conv", "VAE", "Convolutional VAE for images, Bernoulli decoder.",
+        "vae-conv",
+        "VAE",
+        "Convolutional VAE for images, Bernoulli decoder.",
         {"architecture": "conv", "latent_dim": 16, "likelihood": "bernoulli"},
     ),
 ]
@@ -77,9 +85,7 @@ def get_spec(name: str) -> DetectorSpec:
     try:
         return DETECTORS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown detector {name!r}; choose one of {sorted(DETECTORS)}."
-        ) from None
+        raise ValueError(f"unknown detector {name!r}; choose one of {sorted(DETECTORS)}.") from None
 
 
 def get_detector(name: str, **overrides):

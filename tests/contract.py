@@ -19,8 +19,11 @@ def check_scores_shape_and_dtype(model, x):
 
 def check_input_types_agree(model, x):
     reference = model.score(x)
-    np.testing.assert_allclose(model.score(pd.DataFrame(x.reshape(len(x), -1)).to_numpy()
-                                           .reshape(x.shape)), reference, rtol=1e-6)
+    np.testing.assert_allclose(
+        model.score(pd.DataFrame(x.reshape(len(x), -1)).to_numpy().reshape(x.shape)),
+        reference,
+        rtol=1e-6,
+    )
     if x.ndim == 2:
         np.testing.assert_allclose(model.score(pd.DataFrame(x)), reference, rtol=1e-6)
     np.testing.assert_allclose(model.score(tf.constant(x)), reference, rtol=1e-6)

@@ -22,7 +22,9 @@ METADATA_FILE = "keras_deepad.json"
 def next_version(model_dir) -> int:
     """1 + the largest integer version under `model_dir` (1 when there is none)."""
     model_dir = Path(model_dir)
-    versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.is_dir() else []
+    versions = (
+        [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.is_dir() else []
+    )
     return max(versions, default=0) + 1
 
 

@@ -26,7 +26,9 @@ class Reparameterization(keras.layers.Layer):
         super().__init__(**kwargs)
         low, high = (float(v) for v in logvar_range)
         if not low < high:
-            raise ValueError(f"logvar_range must be (low, high) with low < high. Received: {logvar_range}")
+            raise ValueError(
+                f"logvar_range must be (low, high) with low < high. Received: {logvar_range}"
+            )
         self.logvar_range = (low, high)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)

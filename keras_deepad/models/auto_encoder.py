@@ -124,10 +124,13 @@ class AE(ReconstructionDetector):
         seed=None,
         **kwargs,
     ):
-        super().__init__(normalization=normalization, score_method=score_method, seed=seed, **kwargs)
+        super().__init__(
+            normalization=normalization, score_method=score_method, seed=seed, **kwargs
+        )
         if architecture not in ARCHITECTURES:
             raise ValueError(
-                f"architecture must be one of {ARCHITECTURES}. Received: architecture={architecture!r}"
+                f"architecture must be one of {ARCHITECTURES}. "
+                f"Received: architecture={architecture!r}"
             )
         _check_latent_dim(latent_dim)
         if loss not in ("mse", "mae"):
@@ -161,10 +164,16 @@ class AE(ReconstructionDetector):
         latent = resolve_latent_dim(self.latent_dim, feature_shape)
         if self.architecture == "seed":
             self.encoder = build_encoder(
-                "mlp", feature_shape, latent, hidden_units=(), output_activation="sigmoid",
+                "mlp",
+                feature_shape,
+                latent,
+                hidden_units=(),
+                output_activation="sigmoid",
                 use_bias=False,
             )
-            self.decoder = build_decoder("mlp", latent, feature_shape, hidden_units=(), use_bias=False)
+            self.decoder = build_decoder(
+                "mlp", latent, feature_shape, hidden_units=(), use_bias=False
+            )
             return
         common = {"activation": self.activation}
         if self.architecture == "mlp":
@@ -182,7 +191,10 @@ class AE(ReconstructionDetector):
             **enc_cfg,
         )
         self.decoder = build_decoder(
-            self.architecture, latent, feature_shape, output_activation=self.output_activation,
+            self.architecture,
+            latent,
+            feature_shape,
+            output_activation=self.output_activation,
             **dec_cfg,
         )
 

@@ -89,7 +89,9 @@ class VAE(ReconstructionDetector):
         seed=None,
         **kwargs,
     ):
-        super().__init__(normalization=normalization, score_method=score_method, seed=seed, **kwargs)
+        super().__init__(
+            normalization=normalization, score_method=score_method, seed=seed, **kwargs
+        )
         if architecture not in ("mlp", "conv"):
             raise ValueError(
                 f"architecture must be 'mlp' or 'conv'. Received: architecture={architecture!r}"
@@ -139,12 +141,18 @@ class VAE(ReconstructionDetector):
                 enc_cfg = {"filters": self.conv_filters, "kernel_size": self.kernel_size}
                 dec_cfg = {"filters": self.conv_filters[::-1], "kernel_size": self.kernel_size}
             self.encoder = build_encoder(
-                self.architecture, feature_shape, 2 * self.latent_dim,
-                activation=self.activation, **enc_cfg,
+                self.architecture,
+                feature_shape,
+                2 * self.latent_dim,
+                activation=self.activation,
+                **enc_cfg,
             )
             self.decoder = build_decoder(
-                self.architecture, self.latent_dim, feature_shape,
-                activation=self.activation, **dec_cfg,
+                self.architecture,
+                self.latent_dim,
+                feature_shape,
+                activation=self.activation,
+                **dec_cfg,
             )
         var_shape = {"feature": feature_shape, "scalar": (), "fixed": ()}[self.decoder_variance]
         self.decoder_logvar = self.add_weight(

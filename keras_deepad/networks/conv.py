@@ -81,8 +81,12 @@ def build_conv_decoder(
             h = keras.layers.BatchNormalization(name=f"bn_{i}")(h)
         h = keras.layers.Activation(activation)(h)
     h = keras.layers.Conv2D(
-        channels, kernel_size, padding="same", activation=output_activation,
-        use_bias=use_bias, name="output",
+        channels,
+        kernel_size,
+        padding="same",
+        activation=output_activation,
+        use_bias=use_bias,
+        name="output",
     )(h)
     crop_h, crop_w = h0 * factor - height, w0 * factor - width
     if crop_h or crop_w:

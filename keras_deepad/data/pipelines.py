@@ -1,0 +1,231 @@
+"""`tf.data` input pipelines from in-memory arrays and from CSV files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["csv_dataset", "make_dataset"]
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+
+
+def _check_seed(seed) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"seed must be an integer or None. Received: seed={seed!r}")
+
+
+def _to_array(value, name: str, float32: bool):
+    """pandas / lists / numpy -> numpy; tensors stay tensors."""
+    if tf.is_tensor(value):
+        return tf.cast(value, tf.float32) if float32 else value
+    if hasattr(value, "to_numpy"):  # pandas DataFrame / Series
+        value = value.to_numpy()
+    try:
+        return np.asarray(value, dtype=np.float32 if float32 else None)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} could not be converted to a numeric array: {error}") from error
+
+
+def make_dataset(
+    x,
+    y=None,
+    batch_size: int = 128,
+    shuffle: bool = False,
+    seed: int | None = None,
+    cache: bool | str = False,
+    prefetch: bool = True,
+    drop_remainder: bool = False,
+    buffer_size: int | None = None,
+) -> tf.data.Dataset:
+    """Builds a batched `tf.data.Dataset` from in-memory data.
+
+    Args:
+        x: Features of shape ``(n_samples, ...)``: a numpy array, a pandas
+            DataFrame, a `tf.Tensor` or anything `np.asarray` accepts. Cast to
+            ``float32``.
+        y: Optional labels with ``n_samples`` rows (numpy, pandas or tensor);
+            their dtype is kept.
+        batch_size: Rows per batch.
+        shuffle: Whether to shuffle. The order is redrawn at each iteration
+            (epoch), deterministically for a given ``seed``.
+        seed: Seed for the shuffle, or ``None`` for a random one.
+        cache: ``True`` caches the (unshuffled) rows in memory, a string
+            caches them in that file; ``False`` does not cache.
+        prefetch: Whether to prefetch batches (``tf.data.AUTOTUNE``).
+        drop_remainder: Whether to drop the last, smaller batch.
+        buffer_size: Shuffle buffer size; defaults to ``n_samples`` (a full
+            shuffle).
+
+    Returns:
+        A dataset yielding ``x`` batches, or ``(x, y)`` batches when ``y`` is
+        given.
+
+    Raises:
+        ValueError: For non-numeric ``x``, fewer than two dimensions, no rows,
+            mismatched lengths or invalid arguments.
+
+    Example:
+        >>> ds = make_dataset(np.zeros((10, 4)), batch_size=4)
+        >>> [int(b.shape[0]) for b in ds]
+        [4, 4, 2]
+    """
+    _check_positive_int("batch_size", batch_size)
+    _check_seed(seed)
+    if buffer_size is not None:
+        _check_positive_int("buffer_size", buffer_size)
+    if not isinstance(cache, (bool, str)):
+        raise ValueError(f"cache must be a bool or a file name. Received: cache={cache!r}")
+
+    x = _to_array(x, "x", float32=True)
+    if len(x.shape) < 2:
+        raise ValueError(
+            "x must have shape (n_samples, ...) with at least 2 dimensions "
+            "(use x.reshape(-1, 1) for a single feature). "
+            f"Received: shape={tuple(x.shape)}"
+        )
+    n_samples = int(x.shape[0])
+    if n_samples == 0:
+        raise ValueError(f"x has no rows. Received: shape={tuple(x.shape)}")
+
+    if y is None:
+        dataset = tf.data.Dataset.from_tensor_slices(x)
+    else:
+        y = _to_array(y, "y", float32=False)
+        if len(y.shape) == 0 or int(y.shape[0]) != n_samples:
+            raise ValueError(
+                "x and y must have the same number of rows. Received: "
+                f"x.shape={tuple(x.shape)}, y.shape={tuple(y.shape)}"
+            )
+        dataset = tf.data.Dataset.from_tensor_slices((x, y))
+
+    if cache:
+        dataset = dataset.cache("" if cache is True else cache)
+    if shuffle:
+        dataset = dataset.shuffle(
+            buffer_size or n_samples, seed=seed, reshuffle_each_iteration=True
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if prefetch:
+        dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset
+
+
+def _read_csv_head(path: str) -> tuple[list[str], bool]:
+    """Returns the header's column names and whether a data row follows."""
+    with tf.io.gfile.GFile(path, "r") as handle:
+        header = handle.readline()
+        has_row = any(line.strip() for line in itertools.islice(handle, 1000))
+    # Parsed as make_csv_dataset parses it (names are not stripped).
+    names = next(csv.reader(io.StringIO(header)), [])
+    return names, has_row
+
+
+def csv_dataset(
+    path: str | os.PathLike,
+    label_column: str | None = None,
+    feature_columns: Sequence[str] | None = None,
+    batch_size: int = 128,
+    shuffle: bool = False,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Streams a CSV file with a header row as batches of feature matrices.
+
+    The file is read with `tf.data.experimental.make_csv_dataset`, so it
+    need not fit in memory (``gs://`` and other `tf.io.gfile` paths work).
+    Column types are inferred from the first 100 rows; empty cells become
+    the column's default (0 for numeric columns).
+
+    Args:
+        path: Path of the CSV file; the first row names the columns.
+        label_column: Column to yield as labels, or ``None``.
+        feature_columns: Feature columns; defaults to every column except
+            ``label_column``. They are stacked in file order whatever the
+            order given here.
+        batch_size: Rows per batch.
+        shuffle: Whether to shuffle rows (10,000-row buffer), reshuffled each
+            iteration.
+        seed: Shuffle seed.
+
+    Returns:
+        A dataset of ``float32`` ``(batch, n_features)`` tensors, or
+        ``(x, y)`` pairs when ``label_column`` is given (``y`` keeps the
+        inferred dtype, e.g. ``int32``). One pass over the file per
+        iteration.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file has no header or no data rows, a column is
+            missing, or a feature column is not numeric.
+
+    Example:
+        >>> for x, y in csv_dataset("data.csv", "label", batch_size=64):  # doctest: +SKIP
+        ...     print(x.shape)
+    """
+    path = os.fspath(path)
+    _check_positive_int("batch_size", batch_size)
+    _check_seed(seed)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"CSV file not found. Received: path={path!r}")
+    columns, has_row = _read_csv_head(path)
+    if not columns or columns == [""]:
+        raise ValueError(f"CSV file {path!r} is empty (no header row).")
+    if not has_row:
+        raise ValueError(f"CSV file {path!r} has a header but no data rows. Columns: {columns}")
+    if isinstance(feature_columns, str):
+        raise ValueError(
+            "feature_columns must be a sequence of column names, not a string. "
+            f"Received: feature_columns={feature_columns!r}"
+        )
+    requested = list(feature_columns) if feature_columns is not None else []
+    if label_column is not None:
+        requested.append(label_column)
+    missing = [c for c in requested if c not in columns]
+    if missing:
+        raise ValueError(f"Column(s) {missing} not found in {path!r}. Available columns: {columns}")
+    wanted = set(feature_columns) if feature_columns is not None else None
+    features = [c for c in columns if c != label_column and (wanted is None or c in wanted)]
+    if not features:
+        raise ValueError(
+            f"No feature columns left in {path!r}. Columns: {columns}, "
+            f"label_column={label_column!r}"
+        )
+
+    dataset = tf.data.experimental.make_csv_dataset(
+        path,
+        batch_size=batch_size,
+        select_columns=features + ([label_column] if label_column else []),
+        label_name=label_column,
+        num_epochs=1,
+        shuffle=shuffle,
+        shuffle_seed=seed,
+        header=True,
+    )
+    feature_spec = dataset.element_spec[0] if label_column else dataset.element_spec
+    non_numeric = [
+        c
+        for c in features
+        if not (feature_spec[c].dtype.is_floating or feature_spec[c].dtype.is_integer)
+    ]
+    if non_numeric:
+        raise ValueError(
+            f"Feature column(s) {non_numeric} in {path!r} are not numeric "
+            f"(inferred dtypes: {[feature_spec[c].dtype.name for c in non_numeric]}). "
+            "Encode them as numbers or leave them out with feature_columns=."
+        )
+
+    def stack(columns_dict):
+        return tf.stack([tf.cast(columns_dict[c], tf.float32) for c in features], axis=-1)
+
+    if label_column:
+        return dataset.map(lambda x, y: (stack(x), y))
+    return dataset.map(stack)

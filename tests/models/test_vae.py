@@ -1,0 +1,157 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_deepad.layers import Reparameterization
+from keras_deepad.models import VAE
+from tests.contract import auroc
+
+
+def test_reparameterization_layer():
+    mu = np.full((4, 3), 2.0, dtype="float32")
+    logvar = np.zeros((4, 3), dtype="float32")
+    layer = Reparameterization(seed=3)
+    np.testing.assert_array_equal(np.asarray(layer([mu, logvar])), mu)
+    a = np.asarray(layer([mu, logvar], training=True))
+    b = np.asarray(layer([mu, logvar], training=True))
+    assert not np.allclose(a, mu) and not np.allclose(a, b)
+    # The same seed gives the same draws.
+    c = np.asarray(Reparameterization(seed=3)([mu, logvar], training=True))
+    np.testing.assert_array_equal(a, c)
+    # log-variance is clipped: huge values do not overflow.
+    big = np.asarray(layer([mu, np.full((4, 3), 1e4, "float32")], training=True))
+    assert np.isfinite(big).all()
+    with pytest.raises(ValueError, match="logvar_range"):
+        Reparameterization(logvar_range=(1, -1))
+
+
+def test_sampling_statistics():
+    layer = Reparameterization(seed=0)
+    mu = np.full((20000, 1), 1.0, dtype="float32")
+    logvar = np.full((20000, 1), math.log(4.0), dtype="float32")
+    z = np.asarray(layer([mu, logvar], training=True))
+    assert abs(z.mean() - 1.0) < 0.05 and abs(z.std() - 2.0) < 0.05
+
+
+def test_auroc_floor_on_generated_data(blobs):
+    model = VAE(seed=0)
+    model.fit(blobs.x_train, epochs=30, batch_size=32, verbose=0)
+    for method in ("reconstruction", "reconstruction_probability", "elbo"):
+        assert auroc(model, blobs.x_test, blobs.y_test, method=method) >= 0.95, method
+
+
+def test_auroc_floor_on_breast_cancer_with_defaults(breast_cancer):
+    model = VAE(seed=0)
+    model.fit(breast_cancer.x_train, epochs=100, batch_size=32, verbose=0)
+    assert auroc(model, breast_cancer.x_test, breast_cancer.y_test) >= 0.85
+
+
+@pytest.fixture(scope="module")
+def small_vae(blobs):
+    model = VAE(hidden_units=(16,), latent_dim=2, mc_samples=5, seed=0)
+    model.fit(blobs.x_train[:300], epochs=3, verbose=0)
+    return model
+
+
+def test_monte_carlo_scores_are_deterministic_and_batch_invariant(small_vae, blobs):
+    x = blobs.x_test[:60]
+    for method in ("reconstruction_probability", "elbo"):
+        full = small_vae.score(x, method=method)
+        np.testing.assert_array_equal(full, small_vae.score(x, method=method))
+        np.testing.assert_allclose(small_vae.score(x, method=method, batch_size=7), full, rtol=1e-5)
+
+
+def test_scores_match_numpy(small_vae, blobs):
+    x = blobs.x_test[:10]
+    xs = np.asarray(small_vae.scaler(x))
+    mu, logvar = (np.asarray(t) for t in small_vae.posterior(xs))
+    latent = 0.5 * (mu**2 + math.log(2 * math.pi)).sum(axis=1)
+    np.testing.assert_allclose(small_vae.score(x, method="latent"), latent, rtol=1e-5)
+    kl = 0.5 * (np.exp(logvar) + mu**2 - 1 - logvar).sum(axis=1)
+    diff = small_vae.score(x, method="elbo") - small_vae.score(
+        x, method="reconstruction_probability"
+    )
+    np.testing.assert_allclose(diff, kl, rtol=1e-3, atol=1e-4)
+    # Reconstruction probability with L samples, recomputed by hand.
+    eps = np.asarray(keras.random.normal((5, 1, 2), seed=small_vae.score_seed))
+    dec_logvar = np.clip(np.asarray(small_vae.decoder_logvar), -10, 10)
+    nll = []
+    for sample in range(5):
+        z = mu + np.exp(0.5 * logvar) * eps[sample]
+        mean = np.asarray(small_vae.decoder(z))
+        nll.append(
+            0.5
+            * (np.log(2 * np.pi) + dec_logvar + (xs - mean) ** 2 / np.exp(dec_logvar)).sum(axis=1)
+        )
+    np.testing.assert_allclose(
+        small_vae.score(x, method="reconstruction_probability"), np.mean(nll, axis=0), rtol=1e-4
+    )
+
+
+def test_training_metrics_and_decoder_variance_is_learned(blobs):
+    model = VAE(hidden_units=(16,), latent_dim=2, seed=0)
+    history = model.fit(blobs.x_train[:300], epochs=2, verbose=0)
+    assert {"loss", "reconstruction_loss", "kl_loss"} <= set(history.history)
+    assert not np.allclose(np.asarray(model.decoder_logvar), 0.0)
+    assert tuple(model.decoder_logvar.shape) == (16,)
+
+
+def test_beta_weights_the_kl_term(blobs):
+    x = blobs.x_train[:64]
+    losses = {}
+    for beta in (0.0, 1.0):
+        keras.utils.set_random_seed(0)
+        model = VAE(hidden_units=(8,), latent_dim=2, beta=beta, seed=0)
+        model.build((None, 16))
+        model.scaler.adapt(x)
+        total, parts = model.per_sample_loss(x)
+        losses[beta] = (
+            np.asarray(total),
+            np.asarray(parts["reconstruction_loss"]),
+            np.asarray(parts["kl_loss"]),
+        )
+    np.testing.assert_allclose(losses[0.0][0], losses[0.0][1], rtol=1e-6)
+    np.testing.assert_allclose(losses[1.0][0], losses[1.0][1] + losses[1.0][2], rtol=1e-5)
+
+
+def test_bernoulli_vae_rejects_data_outside_unit_interval(blobs):
+    model = VAE(likelihood="bernoulli", normalization="standard")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.fit(blobs.x_train[:64], epochs=1, verbose=0)
+
+
+def test_conv_bernoulli_vae_on_images():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    images = (x / 16.0).reshape(-1, 8, 8, 1).astype("float32")
+    model = VAE(
+        architecture="conv",
+        conv_filters=(8,),
+        latent_dim=4,
+        likelihood="bernoulli",
+        normalization=None,
+        seed=0,
+    )
+    model.fit(images[y == 1], epochs=2, verbose=0)
+    for method in model.score_methods:
+        scores = model.score(images[:40], method=method)
+        assert scores.shape == (40,) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"likelihood": "poisson"}, "likelihood"),
+        ({"decoder_variance": "diag"}, "decoder_variance"),
+        ({"beta": -1.0}, "beta"),
+        ({"mc_samples": 0}, "mc_samples"),
+        ({"architecture": "seed"}, "architecture"),
+        ({"latent_dim": "2x"}, "latent_dim"),
+    ],
+)
+def test_constructor_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VAE(**kwargs)

@@ -1,0 +1,162 @@
+"""The `keras-deepad` command end to end, in subprocesses."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def run(*args, cwd, check=True):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_deepad.cli", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_train_score_evaluate_export(tmp_path):
+    out = run(
+        "train",
+        "--model",
+        "ae",
+        "--data",
+        "blobs",
+        "--epochs",
+        "10",
+        "--seed",
+        "1",
+        "--param",
+        "hidden_units=[32,16]",
+        "--param",
+        "latent_dim=4",
+        "--contamination",
+        "0.05",
+        "--output",
+        "models/ae.keras",
+        "--json",
+        cwd=tmp_path,
+    )
+    trained = json.loads(out.stdout)
+    assert trained["metrics"]["auroc"] >= 0.9
+    assert (tmp_path / "models/ae.keras").is_file()
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]
+
+    x = np.random.default_rng(0).normal(size=(25, 16)).astype("float32")
+    np.save(tmp_path / "new.npy", x)
+    scored = json.loads(
+        run(
+            "score", "--model-file", "models/ae.keras", "--data", "new.npy", "--json", cwd=tmp_path
+        ).stdout
+    )
+    assert len(scored["scores"]) == 25 and scored["threshold"] == pytest.approx(
+        trained["threshold"]
+    )
+    assert scored["is_anomaly"] == [int(s > scored["threshold"]) for s in scored["scores"]]
+
+    run(
+        "score",
+        "--model-file",
+        "models/ae.keras",
+        "--data",
+        "new.npy",
+        "--output",
+        "s.csv",
+        cwd=tmp_path,
+    )
+    table = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(table[:, 0], scored["scores"], rtol=1e-6)
+
+    evaluated = json.loads(
+        run(
+            "evaluate",
+            "--model-file",
+            "models/ae.keras",
+            "--data",
+            "blobs",
+            "--seed",
+            "1",
+            "--json",
+            cwd=tmp_path,
+        ).stdout
+    )
+    assert evaluated["metrics"]["auroc"] == pytest.approx(trained["metrics"]["auroc"])
+
+    exported = json.loads(
+        run(
+            "export",
+            "--model-file",
+            "models/ae.keras",
+            "--base-dir",
+            "serve",
+            "--json",
+            cwd=tmp_path,
+        ).stdout
+    )
+    assert exported["path"].endswith(os.path.join("serve", "ae", "1"))
+    assert (tmp_path / "serve/ae/1/saved_model.pb").is_file()
+    again = run(
+        "export",
+        "--model-file",
+        "models/ae.keras",
+        "--base-dir",
+        "serve",
+        "--version",
+        "1",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_csv_with_labels_and_progress_bar(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.normal(size=(150, 3)), rng.normal(6, 1, size=(10, 3))]
+    y = np.r_[np.zeros(150), np.ones(10)]
+    header = "a,b,c,label"
+    np.savetxt(tmp_path / "d.csv", np.c_[x, y], delimiter=",", header=header, comments="")
+    out = run(
+        "train",
+        "--data",
+        "d.csv",
+        "--label-column",
+        "label",
+        "--epochs",
+        "3",
+        "--output",
+        "m.keras",
+        cwd=tmp_path,
+    )
+    assert "Epoch 3/3" in out.stdout and "auroc" in out.stdout
+    bad = run("score", "--model-file", "m.keras", "--data", "blobs", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "16 features per sample but the model expects 3" in bad.stderr
+
+
+def test_help_and_errors(tmp_path):
+    out = run("train", "--help", cwd=tmp_path).stdout
+    for option in (
+        "--model",
+        "--data",
+        "--epochs",
+        "--seed",
+        "--param",
+        "--contamination",
+        "--json",
+    ):
+        assert option in out
+    models = json.loads(run("models", "--json", cwd=tmp_path).stdout)
+    assert {"ae", "vae", "ae-borghesi", "ae-seed"} <= set(models)
+    bad = run("train", "--model", "nope", "--data", "blobs", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "unknown detector 'nope'" in bad.stderr
+    bad = run("train", "--data", "missing.csv", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr

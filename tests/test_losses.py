@@ -1,0 +1,31 @@
+import math
+
+import numpy as np
+
+from keras_deepad import losses
+
+
+def test_reconstruction_errors_match_numpy(rng):
+    x, x_hat = rng.normal(size=(5, 4, 3)), rng.normal(size=(5, 4, 3))
+    d = (x - x_hat).reshape(5, -1)
+    np.testing.assert_allclose(losses.mean_squared_error(x, x_hat), (d**2).mean(1), rtol=1e-6)
+    np.testing.assert_allclose(losses.mean_absolute_error(x, x_hat), abs(d).mean(1), rtol=1e-6)
+    np.testing.assert_allclose(losses.max_absolute_error(x, x_hat), abs(d).max(1), rtol=1e-6)
+
+
+def test_likelihoods_match_numpy(rng):
+    x, mean = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    logvar = rng.normal(size=(3,))
+    expected = 0.5 * (math.log(2 * math.pi) + logvar + (x - mean) ** 2 / np.exp(logvar)).sum(1)
+    np.testing.assert_allclose(losses.gaussian_nll(x, mean, logvar), expected, rtol=1e-5)
+    p, logits = rng.uniform(size=(4, 3)), rng.normal(size=(4, 3)) * 5
+    q = 1 / (1 + np.exp(-logits))
+    expected = -(p * np.log(q) + (1 - p) * np.log1p(-q)).sum(1)
+    np.testing.assert_allclose(losses.bernoulli_nll(p, logits), expected, rtol=1e-5)
+    # Saturated logits stay finite (the naive formula gives inf).
+    assert np.isfinite(np.asarray(losses.bernoulli_nll(np.ones((1, 1)), -np.full((1, 1), 200.0))))
+    mu, lv = rng.normal(size=(4, 2)), rng.normal(size=(4, 2))
+    np.testing.assert_allclose(
+        losses.gaussian_kl(mu, lv), 0.5 * (np.exp(lv) + mu**2 - 1 - lv).sum(1), rtol=1e-5
+    )
+    assert float(losses.gaussian_kl(np.zeros((1, 2)), np.zeros((1, 2)))[0]) == 0.0
