@@ -58,6 +58,14 @@ class ReconstructionDetector(AnomalyDetector):
         fn = self._compiled(("reconstruct",), lambda t: self(t, training=False))
         return self._batched(x, fn, batch_size, self.feature_shape)
 
+    def get_config(self):
+        config = super().get_config()
+        # User-supplied networks travel in the config; built ones are rebuilt from it.
+        if getattr(self, "_user_networks", False):
+            config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
+            config["decoder"] = keras.saving.serialize_keras_object(self.decoder)
+        return config
+
 
 @keras.saving.register_keras_serializable(package="keras_deepad")
 class AE(ReconstructionDetector):
@@ -237,7 +245,4 @@ class AE(ReconstructionDetector):
             loss=self.loss_kind,
             denoising_std=self.denoising_std,
         )
-        if self._user_networks:
-            config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
-            config["decoder"] = keras.saving.serialize_keras_object(self.decoder)
         return config

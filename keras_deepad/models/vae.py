@@ -259,7 +259,4 @@ class VAE(ReconstructionDetector):
             logvar_range=list(self.logvar_range),
             mc_samples=self.mc_samples,
         )
-        if self._user_networks:
-            config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
-            config["decoder"] = keras.saving.serialize_keras_object(self.decoder)
         return config

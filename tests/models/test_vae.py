@@ -155,3 +155,16 @@ def test_conv_bernoulli_vae_on_images():
 def test_constructor_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VAE(**kwargs)
+
+
+def test_user_networks_round_trip(blobs, tmp_path):
+    encoder = keras.Sequential([keras.Input((16,)), keras.layers.Dense(4)])  # mu and logvar
+    decoder = keras.Sequential([keras.Input((2,)), keras.layers.Dense(16)])
+    model = VAE(latent_dim=2, encoder=encoder, decoder=decoder, seed=0)
+    model.fit(blobs.x_train[:200], epochs=1, verbose=0)
+    model.save(tmp_path / "user.keras")
+    loaded = keras.models.load_model(tmp_path / "user.keras")
+    for method in model.score_methods:
+        np.testing.assert_array_equal(
+            loaded.score(blobs.x_test, method=method), model.score(blobs.x_test, method=method)
+        )
