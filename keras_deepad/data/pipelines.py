@@ -11,6 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from keras_deepad.data.tabular import select_columns
+from keras_deepad.utils.validation import check_array
+
 __all__ = ["csv_dataset", "make_dataset"]
 
 
@@ -24,16 +27,16 @@ def _check_seed(seed) -> None:
         raise ValueError(f"seed must be an integer or None. Received: seed={seed!r}")
 
 
-def _to_array(value, name: str, float32: bool):
-    """pandas / lists / numpy -> numpy; tensors stay tensors."""
+def _labels(value):
+    """pandas / lists / numpy -> numpy with their own dtype; tensors stay tensors."""
     if tf.is_tensor(value):
-        return tf.cast(value, tf.float32) if float32 else value
-    if hasattr(value, "to_numpy"):  # pandas DataFrame / Series
+        return value
+    if hasattr(value, "to_numpy"):  # pandas Series / DataFrame
         value = value.to_numpy()
     try:
-        return np.asarray(value, dtype=np.float32 if float32 else None)
+        return np.asarray(value)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} could not be converted to a numeric array: {error}") from error
+        raise ValueError(f"y could not be converted to an array: {error}") from error
 
 
 def make_dataset(
@@ -71,8 +74,9 @@ def make_dataset(
         given.
 
     Raises:
-        ValueError: For non-numeric ``x``, fewer than two dimensions, no rows,
-            mismatched lengths or invalid arguments.
+        ValueError: For non-numeric ``x``, NaN or infinite values, fewer than
+            two dimensions, no rows, mismatched lengths or invalid arguments
+            (``x`` is checked by `keras_deepad.utils.check_array`).
 
     Example:
         >>> ds = make_dataset(np.zeros((10, 4)), batch_size=4)
@@ -86,21 +90,13 @@ def make_dataset(
     if not isinstance(cache, (bool, str)):
         raise ValueError(f"cache must be a bool or a file name. Received: cache={cache!r}")
 
-    x = _to_array(x, "x", float32=True)
-    if len(x.shape) < 2:
-        raise ValueError(
-            "x must have shape (n_samples, ...) with at least 2 dimensions "
-            "(use x.reshape(-1, 1) for a single feature). "
-            f"Received: shape={tuple(x.shape)}"
-        )
-    n_samples = int(x.shape[0])
-    if n_samples == 0:
-        raise ValueError(f"x has no rows. Received: shape={tuple(x.shape)}")
+    x = check_array(x, name="x")
+    n_samples = len(x)
 
     if y is None:
         dataset = tf.data.Dataset.from_tensor_slices(x)
     else:
-        y = _to_array(y, "y", float32=False)
+        y = _labels(y)
         if len(y.shape) == 0 or int(y.shape[0]) != n_samples:
             raise ValueError(
                 "x and y must have the same number of rows. Received: "
@@ -181,24 +177,9 @@ def csv_dataset(
         raise ValueError(f"CSV file {path!r} is empty (no header row).")
     if not has_row:
         raise ValueError(f"CSV file {path!r} has a header but no data rows. Columns: {columns}")
-    if isinstance(feature_columns, str):
-        raise ValueError(
-            "feature_columns must be a sequence of column names, not a string. "
-            f"Received: feature_columns={feature_columns!r}"
-        )
-    requested = list(feature_columns) if feature_columns is not None else []
-    if label_column is not None:
-        requested.append(label_column)
-    missing = [c for c in requested if c not in columns]
-    if missing:
-        raise ValueError(f"Column(s) {missing} not found in {path!r}. Available columns: {columns}")
-    wanted = set(feature_columns) if feature_columns is not None else None
-    features = [c for c in columns if c != label_column and (wanted is None or c in wanted)]
-    if not features:
-        raise ValueError(
-            f"No feature columns left in {path!r}. Columns: {columns}, "
-            f"label_column={label_column!r}"
-        )
+    # Stacked in file order, whatever the order of feature_columns.
+    wanted = set(select_columns(columns, feature_columns, label_column, path))
+    features = [c for c in columns if c in wanted]
 
     dataset = tf.data.experimental.make_csv_dataset(
         path,

@@ -8,10 +8,49 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["SKLEARN_DATASETS", "load_csv", "load_sklearn"]
+__all__ = ["SKLEARN_DATASETS", "load_csv", "load_sklearn", "select_columns"]
 
 SKLEARN_DATASETS = ("breast_cancer", "digits", "iris", "wine")
 """Names accepted by `load_sklearn` (all shipped with scikit-learn, offline)."""
+
+
+def select_columns(
+    columns: list[str],
+    feature_columns: Sequence[str] | None,
+    label_column: str | None,
+    path: str | os.PathLike,
+) -> list[str]:
+    """Checks the requested columns against a file's header.
+
+    Returns:
+        The feature columns: ``feature_columns`` in the order given, or every
+        column except ``label_column`` in file order.
+
+    Raises:
+        ValueError: If ``feature_columns`` is a string, a requested column is
+            missing, or no feature column is left.
+    """
+    if isinstance(feature_columns, str):
+        raise ValueError(
+            "feature_columns must be a sequence of column names, not a string. "
+            f"Received: feature_columns={feature_columns!r}"
+        )
+    requested = [*(feature_columns or []), *([label_column] if label_column is not None else [])]
+    missing = [c for c in requested if c not in columns]
+    if missing:
+        raise ValueError(
+            f"Column(s) {missing} not found in {str(path)!r}. Available columns: {columns}"
+        )
+    if feature_columns is None:
+        features = [c for c in columns if c != label_column]
+    else:
+        features = list(feature_columns)
+    if not features:
+        raise ValueError(
+            f"No feature columns left in {str(path)!r}. "
+            f"Columns: {columns}, label_column={label_column!r}"
+        )
+    return features
 
 
 def load_csv(
@@ -51,29 +90,7 @@ def load_csv(
         raise ValueError(
             f"CSV file {str(path)!r} has a header but no data rows. Columns: {list(frame.columns)}"
         )
-    columns = list(frame.columns)
-    if feature_columns is not None and isinstance(feature_columns, str):
-        raise ValueError(
-            "feature_columns must be a sequence of column names, not a string. "
-            f"Received: feature_columns={feature_columns!r}"
-        )
-    requested = list(feature_columns) if feature_columns is not None else []
-    if label_column is not None:
-        requested.append(label_column)
-    missing = [c for c in requested if c not in columns]
-    if missing:
-        raise ValueError(
-            f"Column(s) {missing} not found in {str(path)!r}. Available columns: {columns}"
-        )
-    if feature_columns is None:
-        feature_columns = [c for c in columns if c != label_column]
-    else:
-        feature_columns = list(feature_columns)
-    if not feature_columns:
-        raise ValueError(
-            f"No feature columns left in {str(path)!r}. "
-            f"Columns: {columns}, label_column={label_column!r}"
-        )
+    feature_columns = select_columns(list(frame.columns), feature_columns, label_column, path)
     features = frame[feature_columns]
     non_numeric = [
         c

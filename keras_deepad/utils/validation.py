@@ -97,11 +97,11 @@ def check_array(
             else ""
         )
         raise ValueError(
-            f"{name} must have a samples axis and at least one feature axis "
-            f"(rank >= 2); received rank {x.ndim} with shape {x.shape}.{hint}"
+            f"{name} must have a samples axis and at least one feature axis: at least 2 "
+            f"dimensions (rank >= 2); received rank {x.ndim} with shape {x.shape}.{hint}"
         )
     if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty: received 0 samples (shape {x.shape}).")
+        raise ValueError(f"{name} is empty: it has no rows (shape {x.shape}).")
     if any(d == 0 for d in x.shape[1:]):
         raise ValueError(f"{name} has no features: received shape {x.shape}.")
     if feature_shape is not None:

@@ -145,3 +145,10 @@ def test_csv_dataset_errors(tmp_path, csv_file):
         csv_dataset(header_only)
     with pytest.raises(FileNotFoundError):
         csv_dataset(tmp_path / "nope.csv")
+
+
+def test_make_dataset_rejects_nan_before_tensorflow():
+    x = np.zeros((4, 2), dtype=np.float32)
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN value\(s\) \(first in sample 2\)"):
+        make_dataset(x)
