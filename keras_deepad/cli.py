@@ -274,8 +274,6 @@ def cmd_export(args):
 def cmd_demo(args):
     from keras_deepad.export import export_saved_model
 
-    args.param, args.batch_size, args.learning_rate = [], None, 1e-3
-    args.contamination, args.label_column = None, None
     loaded = load_data(args.data, seed=args.seed)
     model, info = train_detector(args, loaded)
     metrics = evaluate_model(model, loaded)
@@ -450,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output-dir", default="saved_models", help="where to write (default saved_models)"
     )
-    p.set_defaults(func=cmd_demo)
+    # train_detector's other settings, at their `train` defaults.
+    p.set_defaults(func=cmd_demo, param=[], batch_size=None, learning_rate=1e-3, contamination=None)
     return parser
 
 

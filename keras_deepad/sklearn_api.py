@@ -73,8 +73,10 @@ class PyODDetector(OutlierMixin, BaseEstimator):
         batch_size = self.batch_size or spec.fit_params.get("batch_size", 32)
         model.fit(X, epochs=int(self.epochs), batch_size=int(batch_size), verbose=self.verbose)
         self.detector_ = model
-        self.threshold_ = model.calibrate(X, contamination=float(self.contamination))
         self.decision_scores_ = model.score(X)
+        self.threshold_ = model.calibrate_from_scores(
+            self.decision_scores_, contamination=float(self.contamination)
+        )
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         self._proba_scaler = MinMaxScaler().fit(self.decision_scores_.reshape(-1, 1))
         self.n_features_in_ = X.shape[1] if X.ndim == 2 else None

@@ -37,13 +37,20 @@ def _check_latent_dim(latent_dim):
 class ReconstructionDetector(AnomalyDetector):
     """Shared parts of detectors that score by reconstructing their input.
 
-    Subclasses implement `reconstruct_normalised(x_scaled)`; the class adds
-    reconstruction in input units (`call`, `reconstruct`) and per-feature
-    squared errors in normalised units (`feature_scores`).
+    Subclasses define `reconstruct_normalised(x_scaled, training=False)`;
+    the class adds reconstruction in input units (`call`, `reconstruct`),
+    per-feature squared errors in normalised units (`feature_scores`) and
+    optional user-supplied `encoder`/`decoder` networks.
     """
 
-    def reconstruct_normalised(self, x_scaled):
-        raise NotImplementedError
+    required_methods = (*AnomalyDetector.required_methods, "reconstruct_normalised")
+
+    def _set_networks(self, encoder, decoder):
+        if (encoder is None) != (decoder is None):
+            raise ValueError("pass both encoder and decoder, or neither.")
+        self.encoder = encoder
+        self.decoder = decoder
+        self._user_networks = encoder is not None
 
     def call(self, x, training=False):
         return self.scaler.inverse(self.reconstruct_normalised(self.scaler(x)))
@@ -51,6 +58,12 @@ class ReconstructionDetector(AnomalyDetector):
     def compute_feature_scores(self, x):
         x_scaled = self.scaler(x)
         return feature_errors(x_scaled, self.reconstruct_normalised(x_scaled), "squared")
+
+    def feature_scores(self, x, batch_size=None):
+        """Per-feature squared errors (normalised units), same shape as `x`."""
+        self._require_built("feature_scores")
+        fn = self._compiled(("feature_scores",), self.compute_feature_scores)
+        return self._batched(x, fn, batch_size, self.feature_shape)
 
     def reconstruct(self, x, batch_size=None):
         """Reconstructions of `x` in input units, same shape as `x`."""
@@ -61,7 +74,7 @@ class ReconstructionDetector(AnomalyDetector):
     def get_config(self):
         config = super().get_config()
         # User-supplied networks travel in the config; built ones are rebuilt from it.
-        if getattr(self, "_user_networks", False):
+        if self._user_networks:
             config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
             config["decoder"] = keras.saving.serialize_keras_object(self.decoder)
         return config
@@ -147,8 +160,6 @@ class AE(ReconstructionDetector):
             raise ValueError(f"denoising_std must be >= 0. Received: denoising_std={denoising_std}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
-        if (encoder is None) != (decoder is None):
-            raise ValueError("pass both encoder and decoder, or neither.")
         self.architecture = architecture
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.latent_dim = latent_dim
@@ -161,9 +172,7 @@ class AE(ReconstructionDetector):
         self.dropout = float(dropout)
         self.loss_kind = loss
         self.denoising_std = float(denoising_std)
-        self.encoder = encoder
-        self.decoder = decoder
-        self._user_networks = encoder is not None
+        self._set_networks(encoder, decoder)
         self.noise_seed = keras.random.SeedGenerator(seed)
 
     def build_networks(self, feature_shape):

@@ -54,6 +54,20 @@ class AnomalyDetector(keras.Model):
 
     score_methods: tuple[str, ...] = ()
     default_score_method: str | None = None
+    #: Hooks a concrete detector (one that lists `score_methods`) defines:
+    #: `build_networks(feature_shape)`, `per_sample_loss(x, training)` returning
+    #: `(loss of shape (batch,), {metric name: per-sample values})`, and
+    #: `compute_scores(x, method)` returning a `(batch,)` tensor for a raw batch.
+    required_methods: tuple[str, ...] = ("build_networks", "per_sample_loss", "compute_scores")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.score_methods:
+            missing = [m for m in cls.required_methods if not callable(getattr(cls, m, None))]
+            if missing:
+                raise TypeError(
+                    f"{cls.__name__} lists score methods but does not define {missing}."
+                )
 
     def __init__(self, normalization=None, score_method=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -104,14 +118,7 @@ class AnomalyDetector(keras.Model):
             self.build_networks(feature_shape)
         self.built = True
 
-    def build_networks(self, feature_shape):
-        raise NotImplementedError
-
     # ---------------------------------------------------------------- train
-    def per_sample_loss(self, x, training=False):
-        """Returns `(loss of shape (batch,), {metric name: per-sample values})`."""
-        raise NotImplementedError
-
     def reduce_loss(self, per_sample):
         """Reduces the per-sample loss to the batch loss (the mean)."""
         return ops.mean(per_sample)
@@ -219,10 +226,6 @@ class AnomalyDetector(keras.Model):
             )
 
     # ---------------------------------------------------------------- score
-    def compute_scores(self, x, method):
-        """Per-sample scores of a raw float32 batch as a tensor of shape `(batch,)`."""
-        raise NotImplementedError
-
     def _resolve_method(self, method):
         method = method or self.score_method
         if method not in self.score_methods:
@@ -278,14 +281,6 @@ class AnomalyDetector(keras.Model):
         fn = self._compiled(("score", method), lambda t: self.compute_scores(t, method))
         return self._batched(x, fn, batch_size, ())
 
-    def feature_scores(self, x, batch_size=None):
-        """Per-feature contributions to the anomaly score, shape `x.shape`."""
-        self._require_built("feature_scores")
-        if not hasattr(self, "compute_feature_scores"):
-            raise NotImplementedError(f"{type(self).__name__} has no per-feature scores.")
-        fn = self._compiled(("feature_scores",), self.compute_feature_scores)
-        return self._batched(x, fn, batch_size, self.feature_shape)
-
     # ------------------------------------------------------------ threshold
     @property
     def threshold(self) -> float | None:
@@ -312,6 +307,12 @@ class AnomalyDetector(keras.Model):
         Returns:
             The threshold (also stored in the model).
         """
+        return self.calibrate_from_scores(
+            self.score(x, batch_size=batch_size), contamination=contamination, fpr=fpr
+        )
+
+    def calibrate_from_scores(self, scores, contamination=None, fpr=None):
+        """`calibrate` for scores already computed with this model's `score`."""
         if contamination is not None and fpr is not None:
             raise ValueError("pass either contamination or fpr, not both.")
         rate, what = (fpr, "fpr") if fpr is not None else (contamination, "contamination")
@@ -319,7 +320,9 @@ class AnomalyDetector(keras.Model):
             rate = 0.1
         if not 0.0 < float(rate) < 1.0:
             raise ValueError(f"{what} must be in (0, 1). Received: {what}={rate}")
-        scores = self.score(x, batch_size=batch_size)
+        scores = np.asarray(scores, dtype=np.float64).ravel()
+        if not len(scores) or not np.isfinite(scores).all():
+            raise ValueError("calibration scores must be a non-empty array of finite numbers.")
         self.threshold = float(np.quantile(scores, 1.0 - float(rate)))
         self.score_quantiles.assign(np.quantile(scores, SCORE_QUANTILES).astype("float32"))
         return self.threshold

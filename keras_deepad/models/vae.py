@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 from keras import ops
 
 from keras_deepad.layers import Reparameterization
@@ -110,8 +111,6 @@ class VAE(ReconstructionDetector):
             raise ValueError(f"beta must be >= 0. Received: beta={beta}")
         if int(mc_samples) < 1:
             raise ValueError(f"mc_samples must be >= 1. Received: mc_samples={mc_samples}")
-        if (encoder is None) != (decoder is None):
-            raise ValueError("pass both encoder and decoder, or neither.")
         self.architecture = architecture
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.latent_dim = int(latent_dim)
@@ -123,9 +122,7 @@ class VAE(ReconstructionDetector):
         self.beta = float(beta)
         self.logvar_range = tuple(float(v) for v in logvar_range)
         self.mc_samples = int(mc_samples)
-        self.encoder = encoder
-        self.decoder = decoder
-        self._user_networks = encoder is not None
+        self._set_networks(encoder, decoder)
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
         self.sampler = Reparameterization(logvar_range=self.logvar_range, seed=seed, name="sampler")
@@ -200,8 +197,6 @@ class VAE(ReconstructionDetector):
     def check_training_data(self, x):
         if self.likelihood != "bernoulli" or self.normalization == "minmax":
             return
-        import numpy as np
-
         if isinstance(x, np.ndarray):
             scaled = np.asarray(self.scaler(x[:100_000]))
             if scaled.min() < 0 or scaled.max() > 1:

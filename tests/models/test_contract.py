@@ -78,3 +78,29 @@ def test_feature_scores_and_reconstruction(trained, blobs):
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_fit_changes_weights(name, blobs):
     contract.check_fit_changes_weights(FACTORIES[name], blobs.x_train[:256])
+
+
+def test_a_detector_without_its_hooks_is_refused_at_definition():
+    from keras_deepad.models import AnomalyDetector, ReconstructionDetector
+
+    with pytest.raises(TypeError, match=r"does not define \['per_sample_loss', 'compute_scores'\]"):
+
+        class Incomplete(AnomalyDetector):
+            score_methods = ("s",)
+
+            def build_networks(self, feature_shape):
+                pass
+
+    with pytest.raises(TypeError, match="reconstruct_normalised"):
+
+        class NoReconstruction(ReconstructionDetector):
+            score_methods = ("s",)
+            build_networks = per_sample_loss = compute_scores = lambda *a: None
+
+
+def test_calibrate_from_scores_matches_calibrate(trained, blobs):
+    scores = trained.score(blobs.x_test)
+    expected = trained.calibrate(blobs.x_test, contamination=0.1)
+    assert trained.calibrate_from_scores(scores, contamination=0.1) == expected
+    with pytest.raises(ValueError, match="finite"):
+        trained.calibrate_from_scores(np.array([1.0, np.nan]))
