@@ -8,6 +8,7 @@ import os
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -57,12 +58,15 @@ def _positive_int(text: str) -> int:
 
 
 # --------------------------------------------------------------------- data
+@dataclass(frozen=True)
 class LoadedData:
     """Features for training/scoring and, when known, test features with labels."""
 
-    def __init__(self, name, x_train, x_eval=None, y_eval=None, description=""):
-        self.name, self.x_train = name, x_train
-        self.x_eval, self.y_eval, self.description = x_eval, y_eval, description
+    name: str
+    x_train: object
+    x_eval: object = None
+    y_eval: object = None
+    description: str = ""
 
 
 def load_data(spec: str, seed: int = 0, label_column: str | None = None) -> LoadedData:
@@ -122,21 +126,20 @@ def load_model(path):
     return keras.models.load_model(path)
 
 
-def train_detector(args, loaded: LoadedData):
-    import keras
+def train_and_calibrate(args, loaded: LoadedData):
+    from keras_deepad.registry import train_detector
 
-    from keras_deepad.registry import get_detector, get_spec
-
-    keras.utils.set_random_seed(args.seed)
-    spec = get_spec(args.model)
-    params = dict(args.param or [])
-    params.setdefault("seed", args.seed)
-    model = get_detector(args.model, **params)
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    batch_size = args.batch_size or spec.fit_params.get("batch_size", 32)
-    verbose = 0 if args.json else (1 if sys.stdout.isatty() else 2)
     start = time.perf_counter()
-    history = model.fit(loaded.x_train, epochs=args.epochs, batch_size=batch_size, verbose=verbose)
+    model, history = train_detector(
+        args.model,
+        loaded.x_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        params=dict(args.param or []),
+        verbose=0 if args.json else (1 if sys.stdout.isatty() else 2),
+    )
     seconds = time.perf_counter() - start
     threshold = model.calibrate(loaded.x_train, contamination=args.contamination, fpr=args.fpr)
     return model, {
@@ -185,7 +188,7 @@ def cmd_datasets(args):
 
 def cmd_train(args):
     loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
-    model, info = train_detector(args, loaded)
+    model, info = train_and_calibrate(args, loaded)
     output = Path(args.output or f"saved_models/{args.model}.keras")
     save_keras_atomically(model, output)
     metrics = evaluate_model(model, loaded)
@@ -275,7 +278,7 @@ def cmd_demo(args):
     from keras_deepad.export import export_saved_model
 
     loaded = load_data(args.data, seed=args.seed)
-    model, info = train_detector(args, loaded)
+    model, info = train_and_calibrate(args, loaded)
     metrics = evaluate_model(model, loaded)
     out_dir = Path(args.output_dir)
     keras_path = save_keras_atomically(model, out_dir / f"{args.model}.keras")
@@ -448,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output-dir", default="saved_models", help="where to write (default saved_models)"
     )
-    # train_detector's other settings, at their `train` defaults.
+    # train_and_calibrate's other settings, at their `train` defaults.
     p.set_defaults(func=cmd_demo, param=[], batch_size=None, learning_rate=1e-3, contamination=None)
     return parser
 

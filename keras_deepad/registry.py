@@ -92,3 +92,41 @@ def get_detector(name: str, **overrides):
     """Instantiates a registered detector, constructor arguments overriding the preset."""
     spec = get_spec(name)
     return spec.cls(**{**spec.params, **overrides})
+
+
+def train_detector(
+    name: str,
+    x,
+    epochs: int,
+    batch_size: int | None = None,
+    learning_rate: float = 1e-3,
+    seed: int | None = None,
+    params: dict | None = None,
+    verbose="auto",
+):
+    """Seeds, builds a registered detector, compiles it with Adam and fits it on `x`.
+
+    Args:
+        name: a registered detector name.
+        x: training data (anything `AnomalyDetector.fit` accepts).
+        epochs: training epochs.
+        batch_size: minibatch size (default: the preset's, else 32).
+        learning_rate: Adam learning rate.
+        seed: seeds Keras, NumPy and Python and is the detector's `seed`
+            unless `params` sets one.
+        params: constructor arguments overriding the preset.
+        verbose: Keras `fit` verbosity.
+
+    Returns:
+        `(model, history)`.
+    """
+    import keras
+
+    spec = get_spec(name)
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    model = spec.cls(**{**spec.params, "seed": seed, **(params or {})})
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    batch_size = int(batch_size or spec.fit_params.get("batch_size", 32))
+    history = model.fit(x, epochs=int(epochs), batch_size=batch_size, verbose=verbose)
+    return model, history

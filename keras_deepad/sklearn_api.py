@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.validation import check_is_fitted
 
-from keras_deepad.registry import get_detector, get_spec
+from keras_deepad.registry import train_detector
 from keras_deepad.utils.validation import check_array
 
 
@@ -63,15 +62,16 @@ class PyODDetector(OutlierMixin, BaseEstimator):
                 f"contamination must be in (0, 0.5]. Received: contamination={self.contamination}"
             )
         X = check_array(X, name="X")
-        spec = get_spec(self.detector)
-        if self.seed is not None:
-            keras.utils.set_random_seed(int(self.seed))
-        params = dict(self.detector_params or {})
-        params.setdefault("seed", self.seed)
-        model = get_detector(self.detector, **params)
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate))
-        batch_size = self.batch_size or spec.fit_params.get("batch_size", 32)
-        model.fit(X, epochs=int(self.epochs), batch_size=int(batch_size), verbose=self.verbose)
+        model, _ = train_detector(
+            self.detector,
+            X,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            seed=self.seed,
+            params=self.detector_params,
+            verbose=self.verbose,
+        )
         self.detector_ = model
         self.decision_scores_ = model.score(X)
         self.threshold_ = model.calibrate_from_scores(

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_deepad._version import __version__
+from keras_deepad.models import ReconstructionDetector
 from keras_deepad.models.base import SCORE_QUANTILES
 
 METADATA_FILE = "keras_deepad.json"
@@ -42,9 +43,8 @@ def _signatures(model):
         }
 
     endpoints = {"serving_default": serve}
-    if hasattr(model, "reconstruct_normalised"):
+    if isinstance(model, ReconstructionDetector):
         endpoints["reconstruct"] = lambda x: {"reconstruction": model(x, training=False)}
-    if hasattr(model, "compute_feature_scores"):
         endpoints["feature_scores"] = lambda x: {"feature_scores": model.compute_feature_scores(x)}
     return spec, endpoints
 
