@@ -212,12 +212,23 @@ class AnomalyDetector(keras.Model):
         self.check_training_data(x)
         if not self.compiled:
             self.compile()
+        extra_callbacks = self.prepare_training(x, batch_size=batch_size, verbose=verbose)
+        if extra_callbacks:
+            # Fitted-state updates run before the user's callbacks see the epoch.
+            kwargs["callbacks"] = [*extra_callbacks, *(kwargs.get("callbacks") or [])]
         if isinstance(x, tf.data.Dataset) and kwargs.get("shuffle") is None:
             kwargs["shuffle"] = False  # shuffle in the pipeline; Keras ignores it for datasets
         return super().fit(x, None, batch_size=batch_size, epochs=epochs, verbose=verbose, **kwargs)
 
     def check_training_data(self, x):
         """Hook for model-specific checks of (raw) training data."""
+
+    def prepare_training(self, x, batch_size=None, verbose="auto"):
+        """Hook run by `fit` after compiling, before training (pretraining, fitted state).
+
+        Returns a list of Keras callbacks that `fit` runs before the user's.
+        """
+        return []
 
     def _require_built(self, what):
         if not self.built or self.feature_shape is None:

@@ -1,0 +1,426 @@
+"""Deep Support Vector Data Description (Ruff et al., ICML 2018)."""
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_deepad.models.base import AnomalyDetector
+from keras_deepad.networks.bias_free import (
+    build_bias_free_conv,
+    build_bias_free_conv_decoder,
+    build_bias_free_mlp,
+    build_bias_free_mlp_decoder,
+    check_bias_free,
+)
+
+OBJECTIVES = ("one-class", "soft-boundary")
+#: Centre entries closer to zero than this are pushed to +-eps: a zero
+#: coordinate is trivially reachable by a network with zero weights.
+CENTER_EPS = 0.1
+
+
+def adjust_center(center, eps=CENTER_EPS):
+    """Pushes entries with `|c_i| < eps` to `+-eps`, keeping their sign (0 goes to +eps)."""
+    center = np.asarray(center, dtype=np.float32).copy()
+    small = np.abs(center) < eps
+    center[small & (center < 0)] = -eps
+    center[small & (center >= 0)] = eps
+    return center
+
+
+class FittedStateCallback(keras.callbacks.Callback):
+    """Calls the detector's `update_fitted_state(epoch)` / `finish_training()` hooks."""
+
+    def __init__(self, detector):
+        super().__init__()
+        self.detector = detector
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.detector.update_fitted_state(epoch)
+
+    def on_train_end(self, logs=None):
+        self.detector.finish_training()
+
+
+def weight_penalty(variables):
+    """`sum ||W||_F^2` over the kernels (rank >= 2 weights) of `variables`."""
+    squares = [ops.sum(ops.square(v)) for v in variables if len(v.shape) >= 2]
+    return ops.sum(ops.stack(squares)) if squares else ops.convert_to_tensor(0.0)
+
+
+@keras.saving.register_keras_serializable(package="keras_deepad")
+class DeepSVDD(AnomalyDetector):
+    """Deep SVDD: map the normal data into a small hypersphere around a fixed centre.
+
+    A bias-free network `phi` with leaky ReLU and affine-free batch norm is
+    first pretrained as the encoder of an autoencoder (its decoder mirrors
+    it). The centre `c` is then the mean of `phi(x)` over the training data
+    (one pass in inference mode), with entries `|c_i| < 0.1` pushed to
+    `+-0.1`; `c` is fitted state (a non-trainable weight), never part of the
+    config. Training then minimises
+
+    - `objective="one-class"`: `mean ||phi(x) - c||^2 + (lambda/2) sum ||W||^2`;
+    - `objective="soft-boundary"`:
+      `R^2 + (1/nu) mean max(0, ||phi(x) - c||^2 - R^2) + (lambda/2) sum ||W||^2`.
+
+    `R` is not trained by gradient: at the end of every epoch from
+    `warm_up_epochs` on it is set to the `(1 - nu)` quantile of the distances
+    `||phi(x) - c||` over the whole training set (inference mode), so after
+    `fit` it is exactly that quantile for the final network. (The reference
+    PyTorch code updates R per minibatch; a per-epoch full-data quantile is
+    exact and batch-size independent.) If `fit` ends before the warm-up, R
+    is set once at the end.
+
+    After training, a guard warns (`RuntimeWarning`) if the training
+    distances have (almost) zero variance: the network has collapsed.
+
+    Args:
+        objective: `"one-class"` or `"soft-boundary"`.
+        nu: the soft-boundary's bound on the fraction of training points
+            outside the sphere, in (0, 1].
+        architecture: `"mlp"` or `"conv"` (images `(H, W, C)`); ignored with
+            a user `network`.
+        hidden_units: dense layer sizes of the MLP, input side first.
+        conv_filters: filters of the conv blocks (each conv, BN, leaky ReLU,
+            2x2 max-pool); `(8, 4)` with kernel 5 and `rep_dim=32` is the
+            MNIST reference network, `(32, 64, 128)` with `rep_dim=128` the
+            CIFAR-10 one.
+        kernel_size: convolution kernel size.
+        rep_dim: size of the representation `phi(x)`.
+        batch_norm: batch norm (without learnable shift or scale) after each
+            hidden layer.
+        weight_decay: lambda of the weight decay `(lambda/2) sum ||W||_F^2`.
+        pretrain_epochs: autoencoder pretraining epochs run by the first
+            `fit` (0 disables pretraining).
+        pretrain_learning_rate: Adam learning rate of the pretraining.
+        decoder_output_activation: activation of the pretraining decoder's
+            output (e.g. `"sigmoid"` for inputs in [0, 1]).
+        warm_up_epochs: epochs before R is first updated (soft-boundary).
+        collapse_tolerance: the guard warns when the standard deviation of
+            the training distances is below `collapse_tolerance * mean + 1e-8`.
+        network: optional user `keras.Model` used as `phi`; it is checked to
+            be bias-free with unbounded activations.
+        decoder: optional user decoder `rep_dim -> input` for pretraining a
+            user `network` (needed when `pretrain_epochs > 0`).
+        allow_bias, allow_bounded_activation: accept a user network that
+            breaks the bias-free rules (at the risk of collapse).
+        normalization: see `AnomalyDetector` (default `"minmax"`).
+        score_method: `"distance"` (`||phi(x) - c||^2`) or `"boundary"`
+            (`||phi(x) - c||^2 - R^2`); default `"boundary"` for the
+            soft-boundary objective, `"distance"` otherwise.
+        seed: seed of the pretraining shuffle.
+
+    Example:
+        >>> model = DeepSVDD(objective="one-class", rep_dim=16, pretrain_epochs=20)
+        >>> model.fit(x_train, epochs=50, batch_size=128)
+        >>> model.calibrate(x_train, contamination=0.05)
+        >>> scores = model.score(x_test)
+
+    Reference:
+        Ruff, Vandermeulen, Görnitz, Deecke, Siddiqui, Binder, Müller, Kloft,
+        "Deep One-Class Classification", ICML 2018.
+    """
+
+    score_methods = ("distance", "boundary")
+    default_score_method = "distance"
+
+    def __init__(
+        self,
+        objective="one-class",
+        nu=0.1,
+        architecture="mlp",
+        hidden_units=(64, 32),
+        conv_filters=(8, 4),
+        kernel_size=5,
+        rep_dim=32,
+        batch_norm=True,
+        weight_decay=0.5e-6,
+        pretrain_epochs=10,
+        pretrain_learning_rate=1e-3,
+        decoder_output_activation=None,
+        warm_up_epochs=10,
+        collapse_tolerance=1e-4,
+        network=None,
+        decoder=None,
+        allow_bias=False,
+        allow_bounded_activation=False,
+        normalization="minmax",
+        score_method=None,
+        seed=None,
+        **kwargs,
+    ):
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}. Received: {objective!r}")
+        if score_method is None and objective == "soft-boundary":
+            score_method = "boundary"
+        super().__init__(
+            normalization=normalization, score_method=score_method, seed=seed, **kwargs
+        )
+        if not 0.0 < float(nu) <= 1.0:
+            raise ValueError(f"nu must be in (0, 1]. Received: nu={nu}")
+        if architecture not in ("mlp", "conv"):
+            raise ValueError(
+                f"architecture must be 'mlp' or 'conv'. Received: architecture={architecture!r}"
+            )
+        if int(rep_dim) < 1:
+            raise ValueError(f"rep_dim must be a positive integer. Received: rep_dim={rep_dim}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0. Received: weight_decay={weight_decay}")
+        if int(pretrain_epochs) < 0 or int(warm_up_epochs) < 0:
+            raise ValueError(
+                "pretrain_epochs and warm_up_epochs must be >= 0. Received: "
+                f"pretrain_epochs={pretrain_epochs}, warm_up_epochs={warm_up_epochs}"
+            )
+        if network is not None:
+            if not isinstance(network, keras.Model):
+                raise ValueError(f"network must be a keras.Model. Received: {type(network)}")
+            check_bias_free(network, allow_bias, allow_bounded_activation)
+        if decoder is not None and network is None:
+            raise ValueError("a user decoder needs a user network (pass network=... too).")
+        self.objective = objective
+        self.nu = float(nu)
+        self.architecture = architecture
+        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.conv_filters = tuple(int(f) for f in conv_filters)
+        self.kernel_size = int(kernel_size)
+        self.rep_dim = int(rep_dim)
+        self.batch_norm = bool(batch_norm)
+        self.weight_decay = float(weight_decay)
+        self.pretrain_epochs = int(pretrain_epochs)
+        self.pretrain_learning_rate = float(pretrain_learning_rate)
+        self.decoder_output_activation = decoder_output_activation
+        self.warm_up_epochs = int(warm_up_epochs)
+        self.collapse_tolerance = float(collapse_tolerance)
+        self.allow_bias = bool(allow_bias)
+        self.allow_bounded_activation = bool(allow_bounded_activation)
+        self.network = network
+        self.decoder = decoder
+        self._user_network = network is not None
+        if network is not None:
+            self.rep_dim = int(network.output.shape[-1])
+        self.distance_tracker = keras.metrics.Mean(name="distance")
+        object.__setattr__(self, "_train_x", None)
+        object.__setattr__(self, "_radius_set", False)
+
+    # ---------------------------------------------------------------- build
+    def build_networks(self, feature_shape):
+        if not self._user_network:
+            if self.architecture == "conv":
+                self.network = build_bias_free_conv(
+                    feature_shape,
+                    self.rep_dim,
+                    filters=self.conv_filters,
+                    kernel_size=self.kernel_size,
+                    batch_norm=self.batch_norm,
+                )
+            else:
+                self.network = build_bias_free_mlp(
+                    feature_shape,
+                    self.rep_dim,
+                    hidden_units=self.hidden_units,
+                    batch_norm=self.batch_norm,
+                )
+        self.center = self.add_weight(
+            shape=(self.rep_dim,),
+            initializer=keras.initializers.Constant(float("nan")),
+            trainable=False,
+            name="center",
+        )
+        self.radius = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="radius"
+        )
+
+    def _build_decoder(self):
+        if self.decoder is not None:
+            return self.decoder
+        if self.architecture == "conv" and not self._user_network:
+            return build_bias_free_conv_decoder(
+                self.rep_dim,
+                self.feature_shape,
+                filters=self.conv_filters[::-1],
+                kernel_size=self.kernel_size,
+                batch_norm=self.batch_norm,
+                output_activation=self.decoder_output_activation,
+            )
+        return build_bias_free_mlp_decoder(
+            self.rep_dim,
+            self.feature_shape,
+            hidden_units=self.hidden_units[::-1],
+            batch_norm=self.batch_norm,
+            output_activation=self.decoder_output_activation,
+        )
+
+    # ------------------------------------------------------- fitted state
+    @property
+    def center_initialized(self) -> bool:
+        return not np.isnan(ops.convert_to_numpy(self.center)).any()
+
+    def prepare_training(self, x, batch_size=None, verbose="auto"):
+        object.__setattr__(self, "_train_x", x)
+        if not self.center_initialized:
+            if self.pretrain_epochs > 0:
+                self.pretrain(x, epochs=self.pretrain_epochs, batch_size=batch_size,
+                              verbose=verbose)
+            self.initialize_center(x)
+        object.__setattr__(self, "_radius_set", False)
+        return [FittedStateCallback(self)]
+
+    def pretrain(self, x, epochs, batch_size=None, verbose=0):
+        """Trains `phi` as the encoder of an autoencoder with a mirrored decoder.
+
+        The autoencoder is `decoder(phi(x))` on normalised inputs with a
+        squared-error loss, so `phi` ends up holding the pretrained encoder
+        weights. The decoder is discarded afterwards (a user `decoder` keeps
+        its weights).
+
+        Returns:
+            The Keras `History` of the pretraining.
+        """
+        self._require_built("pretrain")
+        if self._user_network and self.decoder is None:
+            raise ValueError(
+                "pretraining a user network needs a decoder: pass decoder=... or "
+                "pretrain_epochs=0."
+            )
+        if not self.scaler.is_adapted:
+            self.scaler.adapt(x)
+        decoder = self._build_decoder()
+        inputs = keras.Input(shape=self.feature_shape)
+        autoencoder = keras.Model(inputs, decoder(self.network(inputs)), name="pretraining")
+        autoencoder.compile(
+            optimizer=keras.optimizers.Adam(self.pretrain_learning_rate), loss="mse"
+        )
+        return autoencoder.fit(
+            self._scaled_pairs(x, batch_size), epochs=int(epochs), verbose=verbose, shuffle=False
+        )
+
+    def _scaled_pairs(self, x, batch_size):
+        if isinstance(x, tf.data.Dataset):
+            data = x.map(lambda *batch: batch[0])
+        else:
+            data = tf.data.Dataset.from_tensor_slices(np.asarray(x, dtype=np.float32))
+            data = data.shuffle(min(len(x), 10_000), seed=self.seed).batch(int(batch_size or 32))
+        scaler = self.scaler
+
+        def pair(batch):
+            scaled = scaler(tf.cast(batch, tf.float32))
+            return scaled, scaled
+
+        return data.map(pair).prefetch(tf.data.AUTOTUNE)
+
+    def initialize_center(self, x, eps=CENTER_EPS):
+        """Sets `c` to the mean of `phi(x)` (inference mode), entries `|c_i| < eps` pushed to `+-eps`.
+
+        Returns:
+            The centre as a numpy array.
+        """
+        self._require_built("initialize_center")
+        center = adjust_center(np.mean(self.embed(x), axis=0, dtype=np.float64), eps)
+        self.center.assign(center)
+        return center
+
+    def update_fitted_state(self, epoch):
+        if self.objective == "soft-boundary" and epoch + 1 >= self.warm_up_epochs:
+            self.update_radius(self._train_x)
+
+    def update_radius(self, x):
+        """Sets R to the `(1 - nu)` quantile of `||phi(x) - c||` over `x`."""
+        distances = np.sqrt(np.maximum(self.score(x, method="distance"), 0.0))
+        radius = float(np.quantile(distances.astype(np.float64), 1.0 - self.nu))
+        self.radius.assign(radius)
+        object.__setattr__(self, "_radius_set", True)
+        return radius
+
+    def finish_training(self):
+        x = self._train_x
+        if self.objective == "soft-boundary" and not self._radius_set:
+            self.update_radius(x)
+        self.check_collapse(x)
+        object.__setattr__(self, "_train_x", None)
+
+    def check_collapse(self, x):
+        """Warns (`RuntimeWarning`) if the distances on `x` have (almost) no spread.
+
+        Returns:
+            True when the network has collapsed.
+        """
+        distances = self.score(x, method="distance").astype(np.float64)
+        spread, mean = float(np.std(distances)), float(np.mean(distances))
+        collapsed = spread <= self.collapse_tolerance * abs(mean) + 1e-8
+        if collapsed:
+            warnings.warn(
+                "Deep SVDD hypersphere collapse: the distances of the training data to the "
+                f"centre are (nearly) constant (mean {mean:.3g}, std {spread:.3g}), so the "
+                "scores cannot separate anything. Use a bias-free network with unbounded "
+                "activations, keep pretraining on, or lower the learning rate.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return collapsed
+
+    # ---------------------------------------------------------------- train
+    def compute_embedding(self, x, training=False):
+        """`phi(x)` for a raw input batch."""
+        return self.network(self.scaler(x), training=training)
+
+    def _distances(self, x, training=False):
+        embedding = self.compute_embedding(x, training=training)
+        return ops.sum(ops.square(embedding - self.center), axis=-1)
+
+    def per_sample_loss(self, x, training=False):
+        distances = self._distances(x, training=training)
+        if self.objective == "soft-boundary":
+            r2 = ops.square(self.radius)
+            loss = r2 + ops.maximum(distances - r2, 0.0) / self.nu
+        else:
+            loss = distances
+        if self.weight_decay:
+            loss = loss + 0.5 * self.weight_decay * weight_penalty(
+                self.network.trainable_variables
+            )
+        return loss, {"distance": distances}
+
+    def extra_trackers(self):
+        return [self.distance_tracker]
+
+    # ---------------------------------------------------------------- score
+    def compute_scores(self, x, method):
+        distances = self._distances(x)
+        if method == "boundary":
+            return distances - ops.square(self.radius)
+        return distances
+
+    def embed(self, x, batch_size=None):
+        """`phi(x)`, shape `(n_samples, rep_dim)`."""
+        self._require_built("embed")
+        fn = self._compiled(("embed",), self.compute_embedding)
+        return self._batched(x, fn, batch_size, (self.rep_dim,))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            objective=self.objective,
+            nu=self.nu,
+            architecture=self.architecture,
+            hidden_units=list(self.hidden_units),
+            conv_filters=list(self.conv_filters),
+            kernel_size=self.kernel_size,
+            rep_dim=self.rep_dim,
+            batch_norm=self.batch_norm,
+            weight_decay=self.weight_decay,
+            pretrain_epochs=self.pretrain_epochs,
+            pretrain_learning_rate=self.pretrain_learning_rate,
+            decoder_output_activation=self.decoder_output_activation,
+            warm_up_epochs=self.warm_up_epochs,
+            collapse_tolerance=self.collapse_tolerance,
+            allow_bias=self.allow_bias,
+            allow_bounded_activation=self.allow_bounded_activation,
+        )
+        if self._user_network:
+            config["network"] = keras.saving.serialize_keras_object(self.network)
+            if self.decoder is not None:
+                config["decoder"] = keras.saving.serialize_keras_object(self.decoder)
+        return config

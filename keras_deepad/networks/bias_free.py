@@ -1,0 +1,185 @@
+"""Bias-free networks for hypersphere detectors (Deep SVDD, Ruff et al. 2018).
+
+A network with a bias term, a learnable batch-norm shift or a bounded
+activation can map every input to the same point (the "hypersphere
+collapse"): the Deep SVDD loss is then zero and the detector useless. The
+builders here use `use_bias=False` everywhere, batch norm without learnable
+centre and scale, leaky ReLU and no output activation;
+`check_bias_free` refuses user networks that break these rules.
+"""
+
+import math
+
+import keras
+
+#: Activations with a bounded range: a network ending in one can be constant.
+BOUNDED_ACTIVATIONS = frozenset(
+    {
+        "sigmoid",
+        "tanh",
+        "softmax",
+        "softsign",
+        "hard_sigmoid",
+        "hard_tanh",
+        "relu6",
+        "hard_silu",
+        "hard_swish",
+        "log_sigmoid",
+        "sparse_sigmoid",
+    }
+)
+NEGATIVE_SLOPE = 0.01  # leaky ReLU slope of the reference implementation
+BN_EPSILON = 1e-4
+
+
+def _batch_norm(name):
+    return keras.layers.BatchNormalization(
+        center=False, scale=False, epsilon=BN_EPSILON, name=name
+    )
+
+
+def _leaky(name):
+    return keras.layers.LeakyReLU(negative_slope=NEGATIVE_SLOPE, name=name)
+
+
+def build_bias_free_mlp(input_shape, rep_dim, hidden_units=(64, 32), batch_norm=True,
+                        name="network"):
+    """Dense `phi`: flatten, `[Dense(no bias) -> BN(no affine) -> leaky ReLU]*`, linear code."""
+    inputs = keras.Input(shape=tuple(input_shape), name="x")
+    h = keras.layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
+    for i, units in enumerate(hidden_units):
+        h = keras.layers.Dense(units, use_bias=False, name=f"dense_{i}")(h)
+        if batch_norm:
+            h = _batch_norm(f"bn_{i}")(h)
+        h = _leaky(f"leaky_relu_{i}")(h)
+    code = keras.layers.Dense(rep_dim, use_bias=False, name="code")(h)
+    return keras.Model(inputs, code, name=name)
+
+
+def build_bias_free_mlp_decoder(rep_dim, output_shape, hidden_units=(32, 64), batch_norm=True,
+                                output_activation=None, name="decoder"):
+    """Mirror of `build_bias_free_mlp` for autoencoder pretraining (hidden units latent side first)."""
+    inputs = keras.Input(shape=(rep_dim,), name="z")
+    h = inputs
+    for i, units in enumerate(hidden_units):
+        h = keras.layers.Dense(units, use_bias=False, name=f"dense_{i}")(h)
+        if batch_norm:
+            h = _batch_norm(f"bn_{i}")(h)
+        h = _leaky(f"leaky_relu_{i}")(h)
+    out = keras.layers.Dense(
+        math.prod(output_shape), activation=output_activation, use_bias=False, name="output"
+    )(h)
+    if len(output_shape) > 1:
+        out = keras.layers.Reshape(tuple(output_shape))(out)
+    return keras.Model(inputs, out, name=name)
+
+
+def build_bias_free_conv(input_shape, rep_dim, filters=(8, 4), kernel_size=5, batch_norm=True,
+                         name="network"):
+    """Convolutional `phi` of the Deep SVDD reference networks.
+
+    Each entry of `filters` is `Conv2D(kernel_size, "same", no bias) -> BN
+    (no affine) -> leaky ReLU -> 2x2 max-pool`; the map is flattened into a
+    bias-free Dense code of `rep_dim` units. With `filters=(8, 4)`,
+    `kernel_size=5`, `rep_dim=32` this is the MNIST network of Ruff et al.;
+    with `(32, 64, 128)` and `rep_dim=128` the CIFAR-10 one.
+    """
+    if len(input_shape) != 3:
+        raise ValueError(
+            "the convolutional network needs images of shape (height, width, channels). "
+            f"Received: {tuple(input_shape)}"
+        )
+    inputs = keras.Input(shape=tuple(input_shape), name="x")
+    h = inputs
+    for i, n in enumerate(filters):
+        h = keras.layers.Conv2D(n, kernel_size, padding="same", use_bias=False, name=f"conv_{i}")(h)
+        if batch_norm:
+            h = _batch_norm(f"bn_{i}")(h)
+        h = _leaky(f"leaky_relu_{i}")(h)
+        h = keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")(h)
+    h = keras.layers.Flatten()(h)
+    code = keras.layers.Dense(rep_dim, use_bias=False, name="code")(h)
+    return keras.Model(inputs, code, name=name)
+
+
+def build_bias_free_conv_decoder(rep_dim, output_shape, filters=(4, 8), kernel_size=5,
+                                 batch_norm=True, output_activation=None, name="decoder"):
+    """Mirror of `build_bias_free_conv`: upsample x2 and transposed convolution per entry.
+
+    `filters` are listed latent side first. The code is mapped to a
+    `ceil(H / 2**n) x ceil(W / 2**n)` map and the result cropped to `output_shape`.
+    """
+    height, width, channels = (int(d) for d in output_shape)
+    factor = 2 ** len(filters)
+    h0, w0 = math.ceil(height / factor), math.ceil(width / factor)
+    first = filters[0] if filters else channels
+    inputs = keras.Input(shape=(rep_dim,), name="z")
+    h = keras.layers.Dense(h0 * w0 * first, use_bias=False, name="dense")(inputs)
+    h = keras.layers.Reshape((h0, w0, first))(h)
+    if batch_norm:
+        h = _batch_norm("bn_dense")(h)
+    h = _leaky("leaky_relu_dense")(h)
+    for i, n in enumerate(filters):
+        h = keras.layers.UpSampling2D(2, name=f"upsample_{i}")(h)
+        h = keras.layers.Conv2DTranspose(
+            n, kernel_size, padding="same", use_bias=False, name=f"deconv_{i}"
+        )(h)
+        if batch_norm:
+            h = _batch_norm(f"bn_{i}")(h)
+        h = _leaky(f"leaky_relu_{i}")(h)
+    h = keras.layers.Conv2DTranspose(
+        channels,
+        kernel_size,
+        padding="same",
+        activation=output_activation,
+        use_bias=False,
+        name="output",
+    )(h)
+    crop_h, crop_w = h0 * factor - height, w0 * factor - width
+    if crop_h or crop_w:
+        h = keras.layers.Cropping2D(((0, crop_h), (0, crop_w)))(h)
+    return keras.Model(inputs, h, name=name)
+
+
+def _activation_name(layer):
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    return getattr(activation, "__name__", str(activation))
+
+
+def _sublayers(network):
+    for layer in network._flatten_layers(include_self=False, recursive=True):
+        yield layer
+
+
+def check_bias_free(network, allow_bias=False, allow_bounded_activation=False):
+    """Raises `ValueError` if `network` can collapse to a constant.
+
+    Refused (unless allowed): layers with bias variables (`use_bias=True`),
+    batch normalisation with a learnable shift or scale, and bounded
+    activations (sigmoid, tanh, ...) anywhere in the network.
+    """
+    problems = []
+    for layer in _sublayers(network):
+        if not allow_bias:
+            if getattr(layer, "use_bias", False):
+                problems.append(f"layer {layer.name!r} has a bias (use_bias=True)")
+            if isinstance(layer, keras.layers.BatchNormalization) and (
+                layer.center or layer.scale
+            ):
+                problems.append(
+                    f"batch norm {layer.name!r} has a learnable shift/scale "
+                    "(use center=False, scale=False)"
+                )
+        if not allow_bounded_activation:
+            activation = _activation_name(layer)
+            if activation in BOUNDED_ACTIVATIONS:
+                problems.append(f"layer {layer.name!r} has the bounded activation {activation!r}")
+    if problems:
+        raise ValueError(
+            "Deep SVDD networks must be bias-free with unbounded activations, or the "
+            "trivial constant solution exists (hypersphere collapse): "
+            + "; ".join(problems)
+            + ". Pass allow_bias=True / allow_bounded_activation=True to use it anyway."
+        )
