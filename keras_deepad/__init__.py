@@ -1,7 +1,7 @@
 """keras_deepad: deep anomaly detection for Keras 3.
 
-Sub-modules are imported lazily, so that `keras_deepad.edge` (when present)
-can be used on a device where TensorFlow is not installed.
+Sub-modules are imported lazily, so that `keras_deepad.edge` can be used on a
+device where TensorFlow is not installed.
 """
 
 import importlib
@@ -20,6 +20,7 @@ _LAZY = {
 
 _SUBMODULES = {
     "data",
+    "edge",
     "evaluation",
     "export",
     "layers",

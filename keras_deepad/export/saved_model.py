@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_deepad._version import __version__
-from keras_deepad.models import ReconstructionDetector
+from keras_deepad.export.families import family_of
 from keras_deepad.models.base import SCORE_QUANTILES
 
 METADATA_FILE = "keras_deepad.json"
@@ -29,12 +29,79 @@ def next_version(model_dir) -> int:
     return max(versions, default=0) + 1
 
 
-def _signatures(model):
-    spec = tf.TensorSpec((None, *model.feature_shape), tf.float32, name="x")
-    method = model.score_method
+SERVING_INPUT = "x"
+EDGE_HEAD_SIGNATURE = "edge_head"
+EDGE_HEAD_INPUT = "x_normalized"
+#: Agreement required between an edge head (scored on the host) and `compute_scores`.
+_HEAD_RTOL = 1e-4
+
+
+def _probe_inputs(model, n=16):
+    """Deterministic raw inputs covering the normalised range and beyond it."""
+    rng = np.random.default_rng(0)
+    shape = (n, *model.feature_shape)
+    if model.normalization == "minmax":
+        x_norm = rng.uniform(-0.5, 1.5, size=shape)
+    else:
+        x_norm = rng.standard_normal(shape)
+    return np.asarray(model.scaler.inverse(x_norm.astype("float32")), dtype="float32")
+
+
+def _close(got, want) -> bool:
+    want = np.asarray(want, dtype=np.float64)
+    atol = _HEAD_RTOL * max(1.0, float(np.max(np.abs(want))))
+    return bool(np.allclose(np.asarray(got, dtype=np.float64), want, rtol=_HEAD_RTOL, atol=atol))
+
+
+def edge_head(model):
+    """`(EdgeHead or None, reason)` for the model's score method, checked on probe inputs.
+
+    A head is kept only if scoring its outputs on the host reproduces
+    `compute_scores`; otherwise the reason says what is missing.
+    """
+    from keras_deepad.edge import score_from_outputs
+
+    family_name, family = family_of(model)
+    head = family.edge_head(model, model.score_method)
+    if head is None:
+        return None, (
+            f"the {family_name} export family has no host-scored head for "
+            f"score_method={model.score_method!r}"
+        )
+    probe = _probe_inputs(model)
+    want = keras.ops.convert_to_numpy(model.compute_scores(tf.constant(probe), model.score_method))
+    x_norm = keras.ops.convert_to_numpy(model.scaler(tf.constant(probe)))
+    outputs = {k: keras.ops.convert_to_numpy(v) for k, v in head.fn(tf.constant(x_norm)).items()}
+    if not _close(score_from_outputs(head.scoring, x_norm, outputs), want):
+        return None, (
+            f"the {family_name} edge head does not reproduce score_method="
+            f"{model.score_method!r} of {type(model).__name__}: register an export family "
+            "for it (keras_deepad.export.register_export_family)"
+        )
+    return head, None
+
+
+def _check_graph_score(model, score):
+    probe = _probe_inputs(model)
+    want = keras.ops.convert_to_numpy(model.compute_scores(tf.constant(probe), model.score_method))
+    got = keras.ops.convert_to_numpy(score(tf.constant(probe)))
+    if not _close(got, want):
+        raise RuntimeError(
+            f"the exported score of {type(model).__name__} (score_method="
+            f"{model.score_method!r}) differs from compute_scores: its export family is out "
+            "of date."
+        )
+
+
+def _signatures(model, head):
+    """`{name: (fn, input_signature)}` of every SavedModel signature."""
+    spec = tf.TensorSpec((None, *model.feature_shape), tf.float32, name=SERVING_INPUT)
+    _, family = family_of(model)
+    score = family.graph_score(model, model.score_method)
+    _check_graph_score(model, score)
 
     def serve(x):
-        scores = model.compute_scores(x, method)
+        scores = score(x)
         threshold = tf.cast(model.threshold_variable, scores.dtype)
         return {
             "score": scores,
@@ -42,19 +109,36 @@ def _signatures(model):
             "threshold": tf.fill(tf.shape(scores), threshold),
         }
 
-    endpoints = {"serving_default": serve}
-    if isinstance(model, ReconstructionDetector):
-        endpoints["reconstruct"] = lambda x: {"reconstruction": model(x, training=False)}
-        endpoints["feature_scores"] = lambda x: {"feature_scores": model.compute_feature_scores(x)}
-    return spec, endpoints
+    endpoints = {"serving_default": (serve, spec)}
+    for name, fn in family.endpoints(model).items():
+        endpoints[name] = (fn, spec)
+    if head is not None:
+        head_spec = tf.TensorSpec((None, *model.feature_shape), tf.float32, name=EDGE_HEAD_INPUT)
+        endpoints[EDGE_HEAD_SIGNATURE] = (head.fn, head_spec)
+    return endpoints
 
 
-def metadata(model) -> dict:
+def _normalization(model) -> dict:
+    scaler = model.scaler
+    if model.normalization is None or not scaler.built:
+        n = model.feature_shape[-1]
+        offset, scale = [0.0] * n, [1.0] * n
+    else:
+        offset = np.asarray(keras.ops.convert_to_numpy(scaler.offset), dtype=float).tolist()
+        scale = np.asarray(keras.ops.convert_to_numpy(scaler.scale), dtype=float).tolist()
+    # Per entry of the last axis: x_normalized = (x - offset) * scale.
+    return {"mode": model.normalization, "offset": offset, "scale": scale}
+
+
+def metadata(model, head=None, head_missing=None, signatures=()) -> dict:
     """What a server or an edge runtime needs to know besides the graph."""
     quantiles = np.asarray(keras.ops.convert_to_numpy(model.score_quantiles), dtype=float)
+    family_name, _ = family_of(model)
     return {
         "keras_deepad_version": __version__,
+        "tensorflow_version": tf.__version__,
         "class_name": type(model).__name__,
+        "export_family": family_name,
         "config": model.get_config(),
         "feature_shape": list(model.feature_shape),
         "score_method": model.score_method,
@@ -64,18 +148,41 @@ def metadata(model) -> dict:
             if np.isnan(quantiles).any()
             else dict(zip(map(str, SCORE_QUANTILES), quantiles.tolist(), strict=True))
         ),
+        "normalization": _normalization(model),
+        "signatures": list(signatures),
+        "edge_head": None
+        if head is None
+        else {
+            "signature": EDGE_HEAD_SIGNATURE,
+            "input": EDGE_HEAD_INPUT,
+            "scoring": head.scoring,
+            "calibration_headroom": head.calibration_headroom,
+        },
+        "edge_head_missing": head_missing,
     }
 
 
 def export_saved_model(model, base_dir="saved_models", name=None, version=None, overwrite=False):
     """Writes `model` as a SavedModel for TF Serving, atomically.
 
-    Signatures (input `x` of shape `(batch, *feature_shape)`, float32):
-    `serving_default` -> `score`, `is_anomaly` (0/1 by the calibrated
-    threshold) and `threshold`; `reconstruct` and `feature_scores` for
-    reconstruction models. Normalisation is part of the graph. A JSON file
-    `assets.extra/keras_deepad.json` records the version of keras_deepad,
-    the config, the threshold and the calibration score quantiles.
+    Signatures (input `x` of shape `(batch, *feature_shape)`, float32, any
+    batch size; normalisation is part of the graph):
+
+    - `serving_default` -> `score`, `is_anomaly` (0/1 by the calibrated
+      threshold) and `threshold`;
+    - the detector family's extra signatures (`keras_deepad.export.families`):
+      `reconstruct` -> `reconstruction` and `feature_scores` ->
+      `feature_scores` (per-feature squared errors, normalised units) for
+      reconstruction models, `embed` -> `embedding` for Deep SVDD and OC-NN;
+    - `edge_head` (input `x_normalized`, already normalised) -> the tensors
+      the full-integer TFLite export runs, when the family defines a head for
+      the model's score method (the score is then finished on the host as
+      `assets.extra/keras_deepad.json["edge_head"]["scoring"]` says).
+
+    A JSON file `assets.extra/keras_deepad.json` records the versions of
+    keras_deepad and TensorFlow, the config, the score method, the threshold,
+    the calibration score quantiles, the normalisation constants and the
+    signatures.
 
     The export is written to a hidden temporary folder next to its target and
     renamed into place, so a failure never leaves a half-written version.
@@ -113,15 +220,21 @@ def export_saved_model(model, base_dir="saved_models", name=None, version=None, 
     model_dir.mkdir(parents=True, exist_ok=True)
     tmp = model_dir / f".tmp-{version}-{uuid.uuid4().hex}"
     try:
+        head, head_missing = edge_head(model)
+        endpoints = _signatures(model, head)
         archive = keras.export.ExportArchive()
-        archive.track(model)
-        spec, endpoints = _signatures(model)
-        for endpoint, fn in endpoints.items():
+        # Endpoints capture the variables they use; tracking the model also finds lookup
+        # tables, but TF traces a model's `call` while walking it, and detectors scored
+        # by an embedding (Deep SVDD, OC-NN) have no `call`.
+        if type(model).call is not keras.Model.call:
+            archive.track(model)
+        for endpoint, (fn, spec) in endpoints.items():
             archive.add_endpoint(endpoint, fn, input_signature=[spec])
         archive.write_out(str(tmp), verbose=False)
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
-        (extra / METADATA_FILE).write_text(json.dumps(metadata(model), indent=2, default=str))
+        info = metadata(model, head, head_missing, signatures=endpoints)
+        (extra / METADATA_FILE).write_text(json.dumps(info, indent=2, default=str))
         _replace(tmp, target)
     finally:
         if tmp.exists():

@@ -1,0 +1,410 @@
+"""TFLite / LiteRT export: one `.tflite` file plus the JSON metadata an edge runtime needs."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from keras_deepad._version import __version__
+from keras_deepad.edge import FORMAT_VERSION, metadata_path
+from keras_deepad.export.saved_model import (
+    METADATA_FILE,
+    SERVING_INPUT,
+    export_saved_model,
+)
+from keras_deepad.utils.validation import check_array
+
+QUANTIZATIONS = ("float32", "float16", "dynamic-int8", "int8")
+SCORINGS = ("auto", "graph", "host")
+#: Largest relative difference between a float32 TFLite file and its SavedModel
+#: accepted at export (a silent conversion failure gives NaN or garbage instead).
+_FLOAT32_RTOL = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class TFLiteArtifact:
+    """A written TFLite export.
+
+    Attributes:
+        path: the `.tflite` file.
+        metadata_path: its JSON metadata (`path` + `.json`).
+        size_bytes: size of the `.tflite` file.
+        quantization: one of `QUANTIZATIONS`.
+        scoring: `"graph"` (the file outputs the score) or `"host"` (the
+            file outputs a reconstruction/embedding that
+            `keras_deepad.edge` turns into the score).
+        metadata: the metadata written.
+    """
+
+    path: Path
+    metadata_path: Path
+    size_bytes: int
+    quantization: str
+    scoring: str
+    metadata: dict
+
+
+def _quant_params(details) -> dict | None:
+    scales, zero_points = (
+        details["quantization_parameters"]["scales"],
+        details["quantization_parameters"]["zero_points"],
+    )
+    if len(scales) == 0:
+        return None
+    if len(scales) != 1:  # pragma: no cover - inputs/outputs are quantised per tensor
+        raise ValueError("per-axis quantised inputs/outputs are not supported.")
+    return {
+        "scale": float(scales[0]),
+        "zero_point": int(zero_points[0]),
+        "dtype": np.dtype(details["dtype"]).name,
+    }
+
+
+def _tensor_info(details) -> dict:
+    return {
+        "dtype": np.dtype(details["dtype"]).name,
+        "shape": [int(d) for d in details["shape_signature"]],
+        "quantization": _quant_params(details),
+    }
+
+
+def _representative(data, feature_shape, norm, limit, headroom, seed=0):
+    """Normalised float32 calibration samples for int8.
+
+    The training samples, plus (for `headroom > 1`) the same samples pushed
+    `headroom` times as far from their mean: anomalies lie outside the range
+    of normal data, and int8 tensors clip everything outside the calibrated
+    range.
+    """
+    x = check_array(data, feature_shape, name="representative_data")
+    if len(x) > limit:
+        x = x[np.sort(np.random.default_rng(seed).choice(len(x), size=limit, replace=False))]
+    offset = np.asarray(norm["offset"], dtype=np.float32)
+    scale = np.asarray(norm["scale"], dtype=np.float32)
+    x = (x - offset) * scale
+    if headroom > 1:
+        centre = x.mean(axis=0, keepdims=True)
+        x = np.concatenate([x, centre + headroom * (x - centre)])
+    return x
+
+
+def _converter(saved_model_dir, signature, quantization, calibration, input_name):
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(saved_model_dir), signature_keys=[signature]
+    )
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "dynamic-int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+
+        def samples():
+            for row in calibration:
+                yield {input_name: row[None]}
+
+        converter.representative_dataset = samples
+    return converter
+
+
+def _conversion_hint(source, signature, err) -> str:
+    missing = [line for line in str(err).splitlines() if "TF Select ops:" in line]
+    what = missing[0].split(":", 1)[1].strip() if missing else str(err).splitlines()[0]
+    return (
+        f"{source['class_name']} with score_method={source['score_method']!r} cannot be "
+        f"converted to TFLite built-in ops ({signature!r} needs: {what}). Use a score method "
+        "without random or linear-algebra ops, scoring='host' if the family has an edge head, "
+        "or register an export family whose graph_score avoids them."
+    )
+
+
+def _write_atomically(content: bytes, target: Path):
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _check_converted(content, saved_model_dir, signature, input_name, outputs, probe, quantization):
+    """Runs the converted file on probe inputs: finite outputs; float32 equal to the SavedModel."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=content).get_signature_runner(signature)
+    details = runner.get_input_details()[input_name]
+    params = _quant_params(details)
+    feed = probe
+    if params:
+        info = np.iinfo(np.dtype(params["dtype"]))
+        feed = np.clip(np.round(probe / params["scale"]) + params["zero_point"], info.min, info.max)
+        feed = feed.astype(params["dtype"])
+    got = runner(**{input_name: feed})
+    for name in outputs:
+        if not np.isfinite(np.asarray(got[name], dtype=np.float64)).all():
+            raise RuntimeError(
+                f"the {quantization} TFLite conversion of {signature!r} returns non-finite "
+                f"{name!r}; the file was not written."
+            )
+    if quantization != "float32":
+        return
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    want = loaded.signatures[signature](**{input_name: tf.constant(probe)})
+    for name in outputs:
+        reference = want[name].numpy().astype(np.float64)
+        value = np.asarray(got[name], dtype=np.float64)
+        atol = _FLOAT32_RTOL * max(1.0, float(np.max(np.abs(reference))))
+        if not np.allclose(value, reference, rtol=_FLOAT32_RTOL, atol=atol):
+            raise RuntimeError(
+                f"the float32 TFLite conversion of {signature!r} differs from the SavedModel "
+                f"on {name!r} (max abs difference {np.max(np.abs(value - reference)):.3g}); "
+                "the file was not written."
+            )
+
+
+def export_tflite(
+    model_or_saved_model,
+    path=None,
+    quantization="float32",
+    representative_data=None,
+    scoring="auto",
+    overwrite=False,
+    max_representative_samples=1000,
+    calibration_headroom=None,
+    verify=True,
+) -> TFLiteArtifact:
+    """Writes a detector as a `.tflite` file plus `<path>.json` metadata, atomically.
+
+    The conversion always goes through a SavedModel
+    (`tf.lite.TFLiteConverter.from_saved_model(dir, signature_keys=[...])`,
+    the path that keeps the weights; see `export_saved_model`).
+
+    Quantizations:
+        - `"float32"`: exact (scores equal Keras to float rounding).
+        - `"float16"`: weights stored as float16, about half the size.
+        - `"dynamic-int8"`: weights int8, activations float; about a quarter.
+        - `"int8"`: full integer (int8 input and output tensors, integer
+          kernels), calibrated on `representative_data`, which must be normal
+          training data. Anomalies lie outside the calibration range by
+          definition, so a score computed in int8 saturates; the file instead
+          runs the family's *edge head* (the reconstruction in normalised
+          units, the embedding, the decoder outputs) and `keras_deepad.edge`
+          computes the score in float on the host.
+
+    Scoring:
+        `"graph"`: the file takes raw input and outputs the score
+        (normalisation inside), as the SavedModel's `serving_default`;
+        `"host"`: the file takes normalised input and outputs the edge head,
+        normalisation and the final score run on the host. `"auto"` is
+        `"host"` for int8 and `"graph"` otherwise.
+
+    The metadata records the feature shape, threshold, calibration score
+    quantiles, normalisation constants (and whether the host applies them),
+    the signature, input/output names, dtypes and quantisation parameters,
+    the scoring recipe, quantization, versions, size and SHA-256 of the file.
+
+    Args:
+        model_or_saved_model: a trained detector, or a SavedModel version
+            folder written by `export_saved_model`.
+        path: the `.tflite` file (default
+            `saved_models/<name>-<quantization>.tflite`).
+        quantization: one of `QUANTIZATIONS`.
+        representative_data: normal training samples (raw units) for
+            `"int8"` calibration; ignored otherwise.
+        scoring: `"auto"`, `"graph"` or `"host"`.
+        overwrite: replace an existing file.
+        max_representative_samples: calibration uses at most this many
+            samples (a fixed random subset).
+        calibration_headroom: int8 only: besides the samples, calibrate on
+            the samples pushed this many times as far from their mean, so
+            int8 ranges leave room for anomalies (at the cost of resolution).
+            `None`: the edge head's default (1 for reconstructions, whose
+            clipping only raises anomalous errors; 4 for embeddings and
+            latent codes, whose clipping would hide anomalies).
+        verify: run the converted file on probe inputs before writing it:
+            outputs must be finite, and a float32 file must match the
+            SavedModel.
+
+    Returns:
+        A `TFLiteArtifact` (path, metadata path, size in bytes, ...).
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"quantization must be one of {QUANTIZATIONS}. Received: quantization={quantization!r}"
+        )
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {SCORINGS}. Received: scoring={scoring!r}")
+    if scoring == "auto":
+        scoring = "host" if quantization == "int8" else "graph"
+    if quantization == "int8" and scoring == "graph":
+        raise ValueError(
+            "int8 exports are scored on the host (scoring='host'): a score computed in int8 "
+            "saturates outside the calibration range, which is where anomalies are."
+        )
+    if quantization == "int8" and representative_data is None:
+        raise ValueError(
+            "quantization='int8' needs representative_data: a sample of the normal training "
+            "data (raw units, a few hundred rows) to calibrate the integer ranges."
+        )
+    if calibration_headroom is not None and not float(calibration_headroom) >= 1.0:
+        raise ValueError(
+            "calibration_headroom must be >= 1. "
+            f"Received: calibration_headroom={calibration_headroom}"
+        )
+    if int(max_representative_samples) < 1:
+        raise ValueError(
+            "max_representative_samples must be a positive integer. "
+            f"Received: {max_representative_samples}"
+        )
+    from_dir = isinstance(model_or_saved_model, str | os.PathLike)
+    if from_dir:
+        saved_model_dir = Path(model_or_saved_model)
+        if not (saved_model_dir / "saved_model.pb").is_file():
+            raise ValueError(
+                f"{saved_model_dir} is not a SavedModel folder (no saved_model.pb); pass a "
+                "version folder written by export_saved_model, or the model itself."
+            )
+        meta_file = saved_model_dir / "assets.extra" / METADATA_FILE
+        if not meta_file.is_file():
+            raise ValueError(
+                f"{saved_model_dir} has no assets.extra/{METADATA_FILE}: it was not written by "
+                "keras_deepad.export.export_saved_model."
+            )
+        default_name = saved_model_dir.parent.name or "model"
+    else:
+        model = model_or_saved_model
+        if not getattr(model, "built", False) or getattr(model, "feature_shape", None) is None:
+            raise ValueError("export_tflite needs a trained model: call fit() first.")
+        default_name = model.name
+    path = (
+        Path(path)
+        if path is not None
+        else Path("saved_models") / (f"{default_name}-{quantization}.tflite")
+    )
+    if path.suffix != ".tflite":
+        raise ValueError(f"TFLite files must end in .tflite. Received: {path}")
+    meta_target = metadata_path(path)
+    if not overwrite:
+        for existing in (path, meta_target):
+            if existing.exists():
+                raise FileExistsError(
+                    f"{existing} already exists; pass overwrite=True to replace it or choose "
+                    "another path."
+                )
+
+    with tempfile.TemporaryDirectory(prefix="keras_deepad_tflite_") as scratch:
+        if not from_dir:
+            saved_model_dir = export_saved_model(model, scratch, "model", version=1)
+            meta_file = saved_model_dir / "assets.extra" / METADATA_FILE
+        source = json.loads(meta_file.read_text())
+        feature_shape = tuple(source["feature_shape"])
+        norm = source["normalization"]
+        if scoring == "host":
+            head = source.get("edge_head")
+            if head is None:
+                raise ValueError(
+                    f"{source['class_name']} with score_method={source['score_method']!r} cannot "
+                    "be scored on the host (needed for int8): "
+                    f"{source.get('edge_head_missing') or 'the SavedModel has no edge head'}."
+                )
+            signature, input_name, recipe = head["signature"], head["input"], head["scoring"]
+        else:
+            signature, input_name = "serving_default", SERVING_INPUT
+            recipe = {"kind": "graph", "output": "score"}
+        calibration = None
+        if quantization == "int8":
+            if calibration_headroom is None:
+                calibration_headroom = source["edge_head"].get("calibration_headroom", 1.0)
+            calibration = _representative(
+                representative_data,
+                feature_shape,
+                norm,
+                int(max_representative_samples),
+                float(calibration_headroom),
+            )
+        with warnings.catch_warnings():
+            # The converter calibrates with the deprecated tf.lite.Interpreter; not ours to fix.
+            warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+            try:
+                content = _converter(
+                    saved_model_dir, signature, quantization, calibration, input_name
+                ).convert()
+            except Exception as err:
+                if type(err).__name__ != "ConverterError":
+                    raise
+                raise ValueError(_conversion_hint(source, signature, err)) from err
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        runner = Interpreter(model_content=content).get_signature_runner(signature)
+        input_info = _tensor_info(runner.get_input_details()[input_name])
+        all_outputs = runner.get_output_details()
+        wanted = [recipe["output"]] if recipe["kind"] == "graph" else sorted(all_outputs)
+        outputs = {name: _tensor_info(all_outputs[name]) for name in wanted}
+        if verify:
+            probe = np.random.default_rng(0).uniform(0.0, 1.0, (8, *feature_shape))
+            probe = probe.astype(np.float32)
+            if scoring == "graph":
+                probe = probe / np.asarray(norm["scale"], np.float32) + np.asarray(
+                    norm["offset"], np.float32
+                )
+            _check_converted(
+                content, saved_model_dir, signature, input_name, outputs, probe, quantization
+            )
+
+    info = {
+        "format": "keras_deepad.tflite",
+        "format_version": FORMAT_VERSION,
+        "keras_deepad_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "class_name": source["class_name"],
+        "export_family": source.get("export_family"),
+        "config": source.get("config"),
+        "score_method": source["score_method"],
+        "feature_shape": list(feature_shape),
+        "threshold": source.get("threshold"),
+        "training_score_quantiles": source.get("training_score_quantiles"),
+        "quantization": quantization,
+        "signature": signature,
+        "normalization": {**norm, "applied": "host" if scoring == "host" else "graph"},
+        "input": {"name": input_name, **input_info},
+        "outputs": outputs,
+        "scoring": recipe,
+        "representative_samples": None if calibration is None else len(calibration),
+        "calibration_headroom": None if calibration is None else float(calibration_headroom),
+        "size_bytes": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not overwrite and (path.exists() or meta_target.exists()):
+        raise FileExistsError(f"{path} was created while exporting; nothing was written.")
+    tmp_model = _write_atomically(content, path)
+    try:
+        tmp_meta = _write_atomically(json.dumps(info, indent=2).encode(), meta_target)
+        try:
+            # The model first: a crash in between leaves a new model with old metadata,
+            # which keras_deepad.edge refuses (the SHA-256 differs) instead of misreading.
+            os.replace(tmp_model, path)
+            os.replace(tmp_meta, meta_target)
+        finally:
+            tmp_meta.unlink(missing_ok=True)
+    finally:
+        tmp_model.unlink(missing_ok=True)
+    return TFLiteArtifact(path, meta_target, len(content), quantization, scoring, info)
