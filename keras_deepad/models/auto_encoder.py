@@ -8,6 +8,9 @@ from keras_deepad.models.base import AnomalyDetector
 from keras_deepad.networks import build_decoder, build_encoder
 
 ARCHITECTURES = ("mlp", "conv", "seed")
+#: The percentile-loss quantile used when the option is switched on with `True`
+#: (the value of a public re-implementation; the paper's could not be verified).
+DEFAULT_PERCENTILE = 0.95
 
 
 def resolve_latent_dim(latent_dim, feature_shape):
@@ -34,16 +37,98 @@ def _check_latent_dim(latent_dim):
         )
 
 
+def check_percentile(percentile_loss):
+    """`None`/`False` (off), `True` (`DEFAULT_PERCENTILE`) or a quantile in (0, 1)."""
+    if percentile_loss is None or percentile_loss is False:
+        return None
+    if percentile_loss is True:
+        return DEFAULT_PERCENTILE
+    try:
+        q = float(percentile_loss)
+    except (TypeError, ValueError):
+        q = math.nan
+    if not 0.0 < q < 1.0:
+        raise ValueError(
+            "percentile_loss must be None (off), True (q=0.95) or a quantile q in (0, 1). "
+            f"Received: percentile_loss={percentile_loss!r}"
+        )
+    return q
+
+
+def percentile_weights(per_sample, q):
+    """0/1 weights of the percentile loss: 0 where a loss is at or above the batch q-quantile.
+
+    The quantile interpolates linearly between order statistics (as
+    `numpy.quantile`), so with `n` distinct losses the `ceil(n * (1 - q))`
+    largest are usually cut (exactly those at or above the quantile). The
+    weights are computed under `stop_gradient`: they select samples, they are
+    not differentiated.
+
+    Args:
+        per_sample: per-sample losses, shape `(batch,)`.
+        q: the quantile, in (0, 1).
+
+    Returns:
+        A tensor of the same shape and dtype with 1 for kept samples.
+    """
+    values = ops.stop_gradient(per_sample)
+    cut = ops.quantile(values, q)
+    return ops.cast(ops.less(values, cut), values.dtype)
+
+
+def percentile_mean(per_sample, q):
+    """Mean per-sample loss over the samples below the batch's q-quantile.
+
+    When no sample lies below the quantile (all losses tied, e.g. a batch of
+    one), every sample is kept: nothing stands out to be cut.
+    """
+    weights = percentile_weights(per_sample, q)
+    kept = ops.sum(weights)
+    weights = ops.where(kept > 0, weights, ops.ones_like(weights))
+    return ops.sum(weights * per_sample) / ops.sum(weights)
+
+
 class ReconstructionDetector(AnomalyDetector):
     """Shared parts of detectors that score by reconstructing their input.
 
     Subclasses define `reconstruct_normalised(x_scaled, training=False)`;
     the class adds reconstruction in input units (`call`, `reconstruct`),
-    per-feature squared errors in normalised units (`feature_scores`) and
-    optional user-supplied `encoder`/`decoder` networks.
+    per-feature squared errors in normalised units (`feature_scores`),
+    optional user-supplied `encoder`/`decoder` networks and the percentile
+    loss for training on contaminated data. Subclasses forward
+    `percentile_loss` (explicitly or through `**kwargs`) and reduce their
+    per-sample loss with `self.reduce_loss` (the base `train_step` does).
+
+    Args:
+        percentile_loss: `None` (off, the default), `True` (q = 0.95) or a
+            quantile q in (0, 1). When set, within each training batch the
+            samples whose per-sample loss is at or above the batch's
+            q-quantile get zero weight and the loss is the mean over the
+            kept samples (Merrill & Eskandarian 2020), so likely anomalies
+            in contaminated training data do not shape the model. The
+            per-sample loss is the detector's whole objective (for a VAE the
+            reconstruction term plus beta times KL). Under `tf.distribute`
+            the quantile is taken per replica over its share of the batch.
+            `evaluate` reports the same trimmed loss; scores are unchanged.
+        **kwargs: passed to `AnomalyDetector`.
+
+    Reference:
+        Merrill & Eskandarian, "Modified Autoencoder Training and Scoring for
+        Robust Unsupervised Anomaly Detection in Deep Learning", IEEE Access
+        8, 2020.
     """
 
     required_methods = (*AnomalyDetector.required_methods, "reconstruct_normalised")
+
+    def __init__(self, percentile_loss=None, **kwargs):
+        super().__init__(**kwargs)
+        self.percentile_loss = check_percentile(percentile_loss)
+
+    def reduce_loss(self, per_sample):
+        """The batch mean, or the percentile-loss mean when `percentile_loss` is set."""
+        if self.percentile_loss is None:
+            return super().reduce_loss(per_sample)
+        return percentile_mean(per_sample, self.percentile_loss)
 
     def _set_networks(self, encoder, decoder):
         if (encoder is None) != (decoder is None):
@@ -73,6 +158,7 @@ class ReconstructionDetector(AnomalyDetector):
 
     def get_config(self):
         config = super().get_config()
+        config["percentile_loss"] = self.percentile_loss
         # User-supplied networks travel in the config; built ones are rebuilt from it.
         if self._user_networks:
             config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
@@ -104,6 +190,9 @@ class AE(ReconstructionDetector):
             (normalised) input during training; 0 disables denoising.
         encoder, decoder: optional user `keras.Model`s replacing the built
             networks (`encoder: x -> z`, `decoder: z -> x`).
+        percentile_loss: `None` (off), `True` (q = 0.95) or q in (0, 1):
+            drop the samples at or above the batch's q-quantile of the loss
+            (training on contaminated data; see `ReconstructionDetector`).
         normalization: see `AnomalyDetector` (default `"minmax"`).
         score_method: `"mse"`, `"mae"` or `"max"` (largest absolute
             per-feature error).
@@ -140,13 +229,18 @@ class AE(ReconstructionDetector):
         denoising_std=0.0,
         encoder=None,
         decoder=None,
+        percentile_loss=None,
         normalization="minmax",
         score_method=None,
         seed=None,
         **kwargs,
     ):
         super().__init__(
-            normalization=normalization, score_method=score_method, seed=seed, **kwargs
+            percentile_loss=percentile_loss,
+            normalization=normalization,
+            score_method=score_method,
+            seed=seed,
+            **kwargs,
         )
         if architecture not in ARCHITECTURES:
             raise ValueError(

@@ -45,6 +45,10 @@ class VAE(ReconstructionDetector):
         mc_samples: L, the number of latent samples of the Monte-Carlo scores.
         encoder, decoder: optional user networks (`x -> 2*latent_dim`,
             `z -> x` mean or logits).
+        percentile_loss: `None` (off), `True` (q = 0.95) or q in (0, 1):
+            drop the samples at or above the batch's q-quantile of the
+            per-sample objective (negative log-likelihood plus beta * KL);
+            see `ReconstructionDetector`.
         normalization: see `AnomalyDetector` (default `"minmax"`).
         score_method: `"reconstruction"` (squared error of the decoder mean
             at `z = mu`), `"reconstruction_probability"`
@@ -85,13 +89,18 @@ class VAE(ReconstructionDetector):
         mc_samples=16,
         encoder=None,
         decoder=None,
+        percentile_loss=None,
         normalization="minmax",
         score_method=None,
         seed=None,
         **kwargs,
     ):
         super().__init__(
-            normalization=normalization, score_method=score_method, seed=seed, **kwargs
+            percentile_loss=percentile_loss,
+            normalization=normalization,
+            score_method=score_method,
+            seed=seed,
+            **kwargs,
         )
         if architecture not in ("mlp", "conv"):
             raise ValueError(
