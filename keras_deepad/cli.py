@@ -18,6 +18,8 @@ Typical use:
   keras-deepad train --model ae --data breast_cancer --output saved_models/ae.keras
   keras-deepad score --model-file saved_models/ae.keras --data new_data.csv
   keras-deepad export --model-file saved_models/ae.keras --base-dir saved_models
+  keras-deepad export --model-file saved_models/ae.keras --format tflite --quantization int8 \
+      --representative-data breast_cancer
   keras-deepad demo
 
 DATA is a built-in data set (see `keras-deepad datasets`; `digits:3` picks
@@ -263,15 +265,73 @@ def cmd_evaluate(args):
     _emit(args, {"data": args.data, "metrics": metrics}, _metric_lines(metrics))
 
 
-def cmd_export(args):
-    from keras_deepad.export import export_saved_model
+def _representative_data(args):
+    """Normal rows of --representative-data (label 0 where labels are known)."""
+    if args.representative_data is None:
+        return None
+    loaded = load_data(args.representative_data, seed=args.seed, label_column=args.label_column)
+    if loaded.x_eval is not None and loaded.x_eval is loaded.x_train:  # a labelled file
+        return loaded.x_train[loaded.y_eval == 0]
+    return loaded.x_train
 
-    model = load_model(args.model_file)
-    name = args.name or Path(args.model_file).stem
-    target = export_saved_model(
-        model, args.base_dir, name, version=args.version, overwrite=args.overwrite
+
+def cmd_export(args):
+    from keras_deepad.export import export_saved_model, export_tflite
+
+    source = Path(args.model_file)
+    name = args.name or (source.parent.name if source.is_dir() else source.stem)
+    if args.format == "saved_model":
+        if args.quantization or args.representative_data or args.output:
+            raise ValueError(
+                "--quantization, --representative-data and --output need --format tflite."
+            )
+        target = export_saved_model(
+            load_model(args.model_file),
+            args.base_dir,
+            name,
+            version=args.version,
+            overwrite=args.overwrite,
+        )
+        _emit(args, {"format": "saved_model", "path": str(target)}, [f"SavedModel: {target}"])
+        return
+    quantization = args.quantization or "float32"
+    if quantization == "int8" and args.representative_data is None:
+        raise ValueError(
+            "--quantization int8 needs --representative-data DATA: normal training data to "
+            "calibrate the integer ranges (e.g. the data the model was trained on)."
+        )
+    model = source if source.is_dir() else load_model(args.model_file)
+    path = args.output or Path(args.base_dir) / f"{name}-{quantization}.tflite"
+    artifact = export_tflite(
+        model,
+        path,
+        quantization=quantization,
+        representative_data=_representative_data(args),
+        scoring=args.scoring,
+        overwrite=args.overwrite,
     )
-    _emit(args, {"format": "saved_model", "path": str(target)}, [f"SavedModel: {target}"])
+    result = {
+        "format": "tflite",
+        "path": str(artifact.path),
+        "metadata": str(artifact.metadata_path),
+        "size_bytes": artifact.size_bytes,
+        "quantization": artifact.quantization,
+        "scoring": artifact.scoring,
+    }
+    _emit(
+        args,
+        result,
+        [
+            f"TFLite ({quantization}): {artifact.path} ({artifact.size_bytes / 1024:.1f} KiB)",
+            "score: "
+            + (
+                "computed inside the file"
+                if artifact.scoring == "graph"
+                else "finished on the host by keras_deepad.edge"
+            ),
+            f"metadata: {artifact.metadata_path}",
+        ],
+    )
 
 
 def cmd_demo(args):
@@ -412,25 +472,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-file", required=True, help="a .keras file written by train")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("export", help="export a saved model for TF Serving")
+    p = sub.add_parser(
+        "export", help="export a saved model for TF Serving (SavedModel) or edge devices (TFLite)"
+    )
     common(p, data=False)
-    p.add_argument("--model-file", required=True, help="a .keras file written by train")
+    p.add_argument(
+        "--model-file",
+        required=True,
+        help="a .keras file written by train (for tflite also a SavedModel version folder)",
+    )
     p.add_argument(
         "--format",
-        choices=["saved_model"],
+        choices=["saved_model", "tflite"],
         default="saved_model",
         help="export format (default saved_model)",
     )
     p.add_argument(
         "--base-dir",
         default="saved_models",
-        help="TF Serving model base path (default saved_models)",
+        help="TF Serving model base path, and the folder of TFLite files (default saved_models)",
     )
     p.add_argument("--name", default=None, help="model name (default: the file's stem)")
     p.add_argument(
         "--version", type=int, default=None, help="integer version (default: the next free one)"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.add_argument(
+        "--quantization",
+        choices=["float32", "float16", "dynamic-int8", "int8"],
+        default=None,
+        help="tflite: weights/activations (default float32); int8 needs --representative-data",
+    )
+    p.add_argument(
+        "--representative-data",
+        default=None,
+        metavar="DATA",
+        help="tflite int8: normal training data to calibrate on (a built-in name: its training "
+        "split; a file: its rows, those labelled 0 with --label-column)",
+    )
+    p.add_argument(
+        "--label-column", default=None, help="CSV column with 0/1 labels in --representative-data"
+    )
+    p.add_argument(
+        "--scoring",
+        choices=["auto", "graph", "host"],
+        default="auto",
+        help="tflite: score inside the file (graph) or finish it in keras_deepad.edge (host); "
+        "auto = host for int8, graph otherwise",
+    )
+    p.add_argument(
+        "--output",
+        default=None,
+        help="tflite: the .tflite path (default <base-dir>/<name>-<quantization>.tflite)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version or file")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="train on a built-in data set, evaluate, save and export")
