@@ -71,6 +71,18 @@ _SPECS = [
         "Convolutional VAE for images, Bernoulli decoder.",
         {"architecture": "conv", "latent_dim": 16, "likelihood": "bernoulli"},
     ),
+    DetectorSpec(
+        "ae-robust",
+        "AE",
+        "Dense AE with the percentile loss (q = 0.95) for contaminated training data.",
+        {"percentile_loss": 0.95},
+    ),
+    DetectorSpec(
+        "vae-robust",
+        "VAE",
+        "VAE with the percentile loss (q = 0.95) for contaminated training data.",
+        {"percentile_loss": 0.95},
+    ),
 ]
 
 DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in _SPECS}
@@ -103,6 +115,7 @@ def train_detector(
     seed: int | None = None,
     params: dict | None = None,
     verbose="auto",
+    callbacks=None,
 ):
     """Seeds, builds a registered detector, compiles it with Adam and fits it on `x`.
 
@@ -116,6 +129,7 @@ def train_detector(
             unless `params` sets one.
         params: constructor arguments overriding the preset.
         verbose: Keras `fit` verbosity.
+        callbacks: Keras callbacks for `fit` (e.g. `KneeEarlyStopping`).
 
     Returns:
         `(model, history)`.
@@ -128,5 +142,7 @@ def train_detector(
     model = spec.cls(**{**spec.params, "seed": seed, **(params or {})})
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     batch_size = int(batch_size or spec.fit_params.get("batch_size", 32))
-    history = model.fit(x, epochs=int(epochs), batch_size=batch_size, verbose=verbose)
+    history = model.fit(
+        x, epochs=int(epochs), batch_size=batch_size, verbose=verbose, callbacks=callbacks
+    )
     return model, history

@@ -12,6 +12,7 @@ FACTORIES = {
     "ae-seed": lambda: get_detector("ae-seed", seed=0),
     "ae-borghesi": lambda: get_detector("ae-borghesi", seed=0),
     "ae-denoising": lambda: get_detector("ae-denoising", hidden_units=(32,), seed=0),
+    "ae-robust": lambda: get_detector("ae-robust", hidden_units=(32,), latent_dim=4, seed=0),
     "vae": lambda: VAE(hidden_units=(32, 16), latent_dim=4, seed=0),
     "vae-bernoulli": lambda: get_detector("vae-bernoulli", hidden_units=(32,), seed=0),
 }
