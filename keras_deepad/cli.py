@@ -425,7 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="minibatch size (default: the preset's, else 32)",
     )
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="Adam learning rate (default: the preset's, else 1e-3)",
+    )
     p.add_argument(
         "--param",
         action="append",

@@ -72,6 +72,62 @@ _SPECS = [
         {"architecture": "conv", "latent_dim": 16, "likelihood": "bernoulli"},
     ),
     DetectorSpec(
+        "deep-svdd",
+        "DeepSVDD",
+        "Deep SVDD, one-class, bias-free MLP (64-32, rep 32) with autoencoder pretraining.",
+        {"objective": "one-class", "hidden_units": [64, 32], "rep_dim": 32},
+        {"batch_size": 64},
+    ),
+    DetectorSpec(
+        "deep-svdd-soft",
+        "DeepSVDD",
+        "Deep SVDD, soft-boundary (nu 0.1), bias-free MLP (64-32, rep 32).",
+        {"objective": "soft-boundary", "nu": 0.1, "hidden_units": [64, 32], "rep_dim": 32},
+        {"batch_size": 64},
+    ),
+    DetectorSpec(
+        "deep-svdd-mnist",
+        "DeepSVDD",
+        "Deep SVDD reference MNIST network: conv 8-4 (5x5, BN, leaky ReLU, pool), rep 32.",
+        {
+            "architecture": "conv",
+            "conv_filters": [8, 4],
+            "kernel_size": 5,
+            "rep_dim": 32,
+            "decoder_output_activation": "sigmoid",
+            "normalization": None,
+        },
+        {"batch_size": 200, "learning_rate": 1e-4},
+    ),
+    DetectorSpec(
+        "deep-svdd-cifar10",
+        "DeepSVDD",
+        "Deep SVDD reference CIFAR-10 network: conv 32-64-128 (5x5, BN, leaky ReLU), rep 128.",
+        {
+            "architecture": "conv",
+            "conv_filters": [32, 64, 128],
+            "kernel_size": 5,
+            "rep_dim": 128,
+            "decoder_output_activation": "sigmoid",
+            "normalization": None,
+        },
+        {"batch_size": 200, "learning_rate": 1e-4},
+    ),
+    DetectorSpec(
+        "ocnn",
+        "OCNN",
+        "One-class neural network, linear g, 32 hidden units, nu 0.1 (hinge loss).",
+        {"hidden_units": 32, "activation": "linear", "nu": 0.1},
+        {"batch_size": 64},
+    ),
+    DetectorSpec(
+        "ocnn-sigmoid",
+        "OCNN",
+        "One-class neural network, sigmoid g, 32 hidden units, nu 0.1.",
+        {"hidden_units": 32, "activation": "sigmoid", "nu": 0.1},
+        {"batch_size": 64},
+    ),
+    DetectorSpec(
         "ae-robust",
         "AE",
         "Dense AE with the percentile loss (q = 0.95) for contaminated training data.",
@@ -111,7 +167,7 @@ def train_detector(
     x,
     epochs: int,
     batch_size: int | None = None,
-    learning_rate: float = 1e-3,
+    learning_rate: float | None = None,
     seed: int | None = None,
     params: dict | None = None,
     verbose="auto",
@@ -124,7 +180,7 @@ def train_detector(
         x: training data (anything `AnomalyDetector.fit` accepts).
         epochs: training epochs.
         batch_size: minibatch size (default: the preset's, else 32).
-        learning_rate: Adam learning rate.
+        learning_rate: Adam learning rate (default: the preset's, else 1e-3).
         seed: seeds Keras, NumPy and Python and is the detector's `seed`
             unless `params` sets one.
         params: constructor arguments overriding the preset.
@@ -140,6 +196,7 @@ def train_detector(
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     model = spec.cls(**{**spec.params, "seed": seed, **(params or {})})
+    learning_rate = float(learning_rate or spec.fit_params.get("learning_rate", 1e-3))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     batch_size = int(batch_size or spec.fit_params.get("batch_size", 32))
     history = model.fit(

@@ -28,12 +28,12 @@ def check_input_types_agree(model, x):
         np.testing.assert_allclose(model.score(pd.DataFrame(x)), reference, rtol=1e-6)
     np.testing.assert_allclose(model.score(tf.constant(x)), reference, rtol=1e-6)
     dataset = tf.data.Dataset.from_tensor_slices(x).batch(37)
-    np.testing.assert_allclose(model.score(dataset), reference, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.score(dataset), reference, rtol=1e-5, atol=1e-6)
     labelled = tf.data.Dataset.from_tensor_slices((x, np.zeros(len(x)))).batch(64)
-    np.testing.assert_allclose(model.score(labelled), reference, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.score(labelled), reference, rtol=1e-5, atol=1e-6)
     for batch_size in (1, 7, 256):
         np.testing.assert_allclose(
-            model.score(x[:50], batch_size=batch_size), reference[:50], rtol=1e-5, atol=1e-7
+            model.score(x[:50], batch_size=batch_size), reference[:50], rtol=1e-5, atol=1e-6
         )
 
 

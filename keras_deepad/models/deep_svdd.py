@@ -229,9 +229,7 @@ class DeepSVDD(AnomalyDetector):
             trainable=False,
             name="center",
         )
-        self.radius = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="radius"
-        )
+        self.radius = self.add_weight(shape=(), initializer="zeros", trainable=False, name="radius")
 
     def _build_decoder(self):
         if self.decoder is not None:
@@ -262,8 +260,9 @@ class DeepSVDD(AnomalyDetector):
         object.__setattr__(self, "_train_x", x)
         if not self.center_initialized:
             if self.pretrain_epochs > 0:
-                self.pretrain(x, epochs=self.pretrain_epochs, batch_size=batch_size,
-                              verbose=verbose)
+                self.pretrain(
+                    x, epochs=self.pretrain_epochs, batch_size=batch_size, verbose=verbose
+                )
             self.initialize_center(x)
         object.__setattr__(self, "_radius_set", False)
         return [FittedStateCallback(self)]
@@ -282,8 +281,7 @@ class DeepSVDD(AnomalyDetector):
         self._require_built("pretrain")
         if self._user_network and self.decoder is None:
             raise ValueError(
-                "pretraining a user network needs a decoder: pass decoder=... or "
-                "pretrain_epochs=0."
+                "pretraining a user network needs a decoder: pass decoder=... or pretrain_epochs=0."
             )
         if not self.scaler.is_adapted:
             self.scaler.adapt(x)
@@ -312,7 +310,7 @@ class DeepSVDD(AnomalyDetector):
         return data.map(pair).prefetch(tf.data.AUTOTUNE)
 
     def initialize_center(self, x, eps=CENTER_EPS):
-        """Sets `c` to the mean of `phi(x)` (inference mode), entries `|c_i| < eps` pushed to `+-eps`.
+        """Sets `c` to the mean of `phi(x)` (inference mode), `|c_i| < eps` pushed to `+-eps`.
 
         Returns:
             The centre as a numpy array.
@@ -378,9 +376,7 @@ class DeepSVDD(AnomalyDetector):
         else:
             loss = distances
         if self.weight_decay:
-            loss = loss + 0.5 * self.weight_decay * weight_penalty(
-                self.network.trainable_variables
-            )
+            loss = loss + 0.5 * self.weight_decay * weight_penalty(self.network.trainable_variables)
         return loss, {"distance": distances}
 
     def extra_trackers(self):

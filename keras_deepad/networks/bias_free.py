@@ -33,17 +33,16 @@ BN_EPSILON = 1e-4
 
 
 def _batch_norm(name):
-    return keras.layers.BatchNormalization(
-        center=False, scale=False, epsilon=BN_EPSILON, name=name
-    )
+    return keras.layers.BatchNormalization(center=False, scale=False, epsilon=BN_EPSILON, name=name)
 
 
 def _leaky(name):
     return keras.layers.LeakyReLU(negative_slope=NEGATIVE_SLOPE, name=name)
 
 
-def build_bias_free_mlp(input_shape, rep_dim, hidden_units=(64, 32), batch_norm=True,
-                        name="network"):
+def build_bias_free_mlp(
+    input_shape, rep_dim, hidden_units=(64, 32), batch_norm=True, name="network"
+):
     """Dense `phi`: flatten, `[Dense(no bias) -> BN(no affine) -> leaky ReLU]*`, linear code."""
     inputs = keras.Input(shape=tuple(input_shape), name="x")
     h = keras.layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
@@ -56,9 +55,15 @@ def build_bias_free_mlp(input_shape, rep_dim, hidden_units=(64, 32), batch_norm=
     return keras.Model(inputs, code, name=name)
 
 
-def build_bias_free_mlp_decoder(rep_dim, output_shape, hidden_units=(32, 64), batch_norm=True,
-                                output_activation=None, name="decoder"):
-    """Mirror of `build_bias_free_mlp` for autoencoder pretraining (hidden units latent side first)."""
+def build_bias_free_mlp_decoder(
+    rep_dim,
+    output_shape,
+    hidden_units=(32, 64),
+    batch_norm=True,
+    output_activation=None,
+    name="decoder",
+):
+    """Mirror of `build_bias_free_mlp` for pretraining; `hidden_units` latent side first."""
     inputs = keras.Input(shape=(rep_dim,), name="z")
     h = inputs
     for i, units in enumerate(hidden_units):
@@ -74,8 +79,9 @@ def build_bias_free_mlp_decoder(rep_dim, output_shape, hidden_units=(32, 64), ba
     return keras.Model(inputs, out, name=name)
 
 
-def build_bias_free_conv(input_shape, rep_dim, filters=(8, 4), kernel_size=5, batch_norm=True,
-                         name="network"):
+def build_bias_free_conv(
+    input_shape, rep_dim, filters=(8, 4), kernel_size=5, batch_norm=True, name="network"
+):
     """Convolutional `phi` of the Deep SVDD reference networks.
 
     Each entry of `filters` is `Conv2D(kernel_size, "same", no bias) -> BN
@@ -102,8 +108,15 @@ def build_bias_free_conv(input_shape, rep_dim, filters=(8, 4), kernel_size=5, ba
     return keras.Model(inputs, code, name=name)
 
 
-def build_bias_free_conv_decoder(rep_dim, output_shape, filters=(4, 8), kernel_size=5,
-                                 batch_norm=True, output_activation=None, name="decoder"):
+def build_bias_free_conv_decoder(
+    rep_dim,
+    output_shape,
+    filters=(4, 8),
+    kernel_size=5,
+    batch_norm=True,
+    output_activation=None,
+    name="decoder",
+):
     """Mirror of `build_bias_free_conv`: upsample x2 and transposed convolution per entry.
 
     `filters` are listed latent side first. The code is mapped to a
@@ -148,11 +161,6 @@ def _activation_name(layer):
     return getattr(activation, "__name__", str(activation))
 
 
-def _sublayers(network):
-    for layer in network._flatten_layers(include_self=False, recursive=True):
-        yield layer
-
-
 def check_bias_free(network, allow_bias=False, allow_bounded_activation=False):
     """Raises `ValueError` if `network` can collapse to a constant.
 
@@ -161,13 +169,11 @@ def check_bias_free(network, allow_bias=False, allow_bounded_activation=False):
     activations (sigmoid, tanh, ...) anywhere in the network.
     """
     problems = []
-    for layer in _sublayers(network):
+    for layer in network._flatten_layers(include_self=False, recursive=True):
         if not allow_bias:
             if getattr(layer, "use_bias", False):
                 problems.append(f"layer {layer.name!r} has a bias (use_bias=True)")
-            if isinstance(layer, keras.layers.BatchNormalization) and (
-                layer.center or layer.scale
-            ):
+            if isinstance(layer, keras.layers.BatchNormalization) and (layer.center or layer.scale):
                 problems.append(
                     f"batch norm {layer.name!r} has a learnable shift/scale "
                     "(use center=False, scale=False)"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_deepad.models import AE, VAE
+from keras_deepad.models import AE, VAE, ReconstructionDetector
 from keras_deepad.registry import get_detector
 from tests import contract
 
@@ -15,6 +15,11 @@ FACTORIES = {
     "ae-robust": lambda: get_detector("ae-robust", hidden_units=(32,), latent_dim=4, seed=0),
     "vae": lambda: VAE(hidden_units=(32, 16), latent_dim=4, seed=0),
     "vae-bernoulli": lambda: get_detector("vae-bernoulli", hidden_units=(32,), seed=0),
+    "deep-svdd": lambda: get_detector("deep-svdd", hidden_units=(16,), rep_dim=8, seed=0),
+    "deep-svdd-soft": lambda: get_detector(
+        "deep-svdd-soft", hidden_units=(16,), rep_dim=8, warm_up_epochs=1, seed=0
+    ),
+    "ocnn": lambda: get_detector("ocnn", hidden_units=8, seed=0),
 }
 
 
@@ -64,6 +69,13 @@ def test_bad_input(trained, blobs):
 
 def test_feature_scores_and_reconstruction(trained, blobs):
     x = blobs.x_test[:40]
+    if not isinstance(trained, ReconstructionDetector):
+        # One-class detectors expose their representation instead.
+        embedding = trained.embed(x)
+        assert embedding.ndim == 2 and len(embedding) == len(x)
+        np.testing.assert_allclose(trained.embed(x, batch_size=7), embedding, rtol=1e-5, atol=1e-6)
+        assert np.isfinite(embedding).all() and np.std(embedding) > 0
+        return
     per_feature = trained.feature_scores(x)
     assert per_feature.shape == x.shape
     assert (per_feature >= 0).all()
