@@ -1,0 +1,308 @@
+"""Training callbacks for reconstruction detectors on contaminated data.
+
+Two of the three techniques of Merrill & Eskandarian (2020) for training
+on unlabelled data that contains anomalies (the third, the percentile loss,
+is the `percentile_loss` option of every `ReconstructionDetector`):
+
+- `CumulativeErrorScoring`: records the error of every training sample at
+  each epoch end; a sample's cumulative score is the sum over epochs.
+- `KneeEarlyStopping`: finds the knee of the smoothed epoch-loss curve with
+  Kneedle (`find_knee`) and stops training a margin after it.
+
+Reference:
+    N. Merrill and A. Eskandarian, "Modified Autoencoder Training and
+    Scoring for Robust Unsupervised Anomaly Detection in Deep Learning",
+    IEEE Access 8, pp. 101824-101833, 2020; V. Satopää, J. Albrecht,
+    D. Irwin, B. Raghavan, "Finding a 'Kneedle' in a Haystack: Detecting
+    Knee Points in System Behavior", ICDCS Workshops 2011.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+import numpy as np
+
+__all__ = ["CumulativeErrorScoring", "KneeEarlyStopping", "find_knee", "running_mean"]
+
+
+# ------------------------------------------------------------------ Kneedle
+def running_mean(y, window="cumulative"):
+    """Smooths a curve by a running mean.
+
+    Args:
+        y: 1-D sequence of numbers.
+        window: `"cumulative"` (the mean of all values so far, as a public
+            re-implementation of Merrill & Eskandarian smooths the loss), or
+            a positive int `w` (the mean of the last `w` values, fewer at the
+            start; `1` leaves the curve unchanged).
+
+    Returns:
+        A float64 array of the same length as `y`.
+
+    Example:
+        >>> running_mean([4.0, 2.0, 0.0])
+        array([4., 3., 2.])
+        >>> running_mean([4.0, 2.0, 0.0], window=2)
+        array([4., 3., 1.])
+    """
+    y = np.asarray(y, dtype=np.float64).ravel()
+    sums = np.concatenate([[0.0], np.cumsum(y)])
+    if window == "cumulative":
+        return sums[1:] / np.arange(1, len(y) + 1)
+    _check_window(window)
+    ends = np.arange(1, len(y) + 1)
+    starts = np.maximum(ends - int(window), 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def _check_window(window):
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or int(window) < 1:
+        raise ValueError(
+            "smoothing must be 'cumulative' or a positive int window. "
+            f"Received: smoothing={window!r}"
+        )
+
+
+def find_knee(y, x=None, sensitivity=1.0):
+    """The knee of a convex, decreasing curve by Kneedle (offline), or `None`.
+
+    Both axes are scaled to [0, 1]; the difference curve
+    `d_i = (1 - y_i) - x_i` (the gap between the curve and the chord from
+    its first to its last point) has local maxima at knee candidates. A
+    candidate `i` is accepted when `d` falls below
+    `d_i - sensitivity * mean(diff(x))` before the next local minimum of
+    `d`; the first accepted candidate is returned. The end points are never
+    knees. A straight line, a curve that barely bends or one that is
+    still bending at its end has no knee.
+
+    Args:
+        y: 1-D curve values (e.g. the smoothed loss per epoch), at least 3.
+        x: increasing abscissae of the same length (default `0, 1, ...`).
+        sensitivity: Kneedle's S; larger values need a sharper knee.
+
+    Returns:
+        The index of the knee in `y`, or `None` when there is none.
+
+    Example:
+        >>> find_knee([10, 8, 6, 4, 2, 1.8, 1.6, 1.4, 1.2, 1.0])
+        4
+    """
+    y = np.asarray(y, dtype=np.float64).ravel()
+    x = np.arange(len(y), dtype=np.float64) if x is None else np.asarray(x, np.float64).ravel()
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length. Received: {len(x)} and {len(y)}")
+    if not (np.isfinite(y).all() and np.isfinite(x).all()):
+        raise ValueError("find_knee needs finite values.")
+    if sensitivity < 0:
+        raise ValueError(f"sensitivity must be >= 0. Received: sensitivity={sensitivity}")
+    if len(y) < 3 or np.ptp(y) == 0:
+        return None
+    if np.any(np.diff(x) <= 0):
+        raise ValueError("x must be strictly increasing.")
+    x_n = (x - x[0]) / (x[-1] - x[0])
+    y_n = (y - y.min()) / np.ptp(y)
+    diff = (1.0 - y_n) - x_n  # convex, decreasing: the flipped curve minus the chord
+    inner = np.arange(1, len(diff) - 1)
+    maxima = inner[(diff[inner] >= diff[inner - 1]) & (diff[inner] >= diff[inner + 1])]
+    minima = inner[(diff[inner] <= diff[inner - 1]) & (diff[inner] <= diff[inner + 1])]
+    if not len(maxima):
+        return None
+    step = np.mean(np.diff(x_n))
+    threshold, candidate = None, None
+    for i in range(int(maxima[0]), len(diff) - 1):
+        if i in maxima:
+            candidate, threshold = i, diff[i] - sensitivity * step
+        if i in minima:
+            threshold = None  # past a local minimum: wait for the next candidate
+        if threshold is not None and diff[i + 1] < threshold:
+            return int(candidate)
+    return None
+
+
+# ------------------------------------------------------------------ callbacks
+class CumulativeErrorScoring(keras.callbacks.Callback):
+    """Scores the training set at every epoch end; cumulative error scoring.
+
+    At the end of each epoch the detector scores `x` with its own `score`
+    (for reconstruction detectors: each sample's reconstruction error, e.g.
+    `"mse"` for `AE`, `"reconstruction"` for `VAE`) and the callback records
+    the row. A training sample's cumulative score is the sum of its errors
+    over the epochs: anomalies that the network learns to reconstruct late
+    in training still collect the large errors of the early epochs.
+
+    The per-epoch errors and the cumulative scores describe the samples of
+    `x` only: they are not a model for new data and are not saved with the
+    model (new data is scored with `model.score`). Records start afresh at
+    each `fit` that uses the callback.
+
+    Args:
+        x: the training data to score (anything `model.score` accepts;
+            usually the array passed to `fit`).
+        method: the score method (default: the detector's `score_method`).
+        batch_size: scoring batch size (default: `score`'s).
+
+    Attributes:
+        errors: float32 array `(n_epochs, n_samples)`, one row per epoch.
+        scores: float64 array `(n_samples,)`, the cumulative error
+            `errors.sum(axis=0)` (higher = more anomalous).
+
+    Example:
+        >>> ces = CumulativeErrorScoring(x_train)
+        >>> model = AE(percentile_loss=0.95)
+        >>> model.fit(x_train, epochs=50, callbacks=[ces])
+        >>> train_scores = ces.scores
+        >>> flags = ces.flag(contamination=0.1)
+
+    Reference:
+        Merrill & Eskandarian, IEEE Access 8, 2020.
+    """
+
+    def __init__(self, x, method=None, batch_size=None):
+        super().__init__()
+        if x is None:
+            raise ValueError("CumulativeErrorScoring needs the training data x. Received: None")
+        self.x = x
+        self.method = method
+        self.batch_size = batch_size
+        self._rows = []
+
+    def on_train_begin(self, logs=None):
+        self._rows = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._rows.append(self.model.score(self.x, batch_size=self.batch_size, method=self.method))
+
+    @property
+    def errors(self) -> np.ndarray:
+        if not self._rows:
+            raise ValueError("no errors recorded yet: fit the model with this callback first.")
+        return np.stack(self._rows)
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.errors.sum(axis=0, dtype=np.float64)
+
+    def threshold(self, contamination=0.1) -> float:
+        """The `1 - contamination` quantile of the cumulative scores.
+
+        It is on the scale of `scores` (a sum over epochs), not of
+        `model.score`, so it is returned rather than stored in the model.
+        """
+        if not 0.0 < float(contamination) < 1.0:
+            raise ValueError(
+                f"contamination must be in (0, 1). Received: contamination={contamination}"
+            )
+        return float(np.quantile(self.scores, 1.0 - float(contamination)))
+
+    def flag(self, contamination=0.1) -> np.ndarray:
+        """0/1 labels of the training samples (1 = anomaly) by cumulative score."""
+        return (self.scores > self.threshold(contamination)).astype(np.int64)
+
+
+class KneeEarlyStopping(keras.callbacks.Callback):
+    """Stops training a margin after the knee of the smoothed loss curve.
+
+    After every epoch the monitored value (default: the training loss, which
+    is the trimmed loss when `percentile_loss` is on) is appended to the
+    curve, the curve is smoothed by a running mean and `find_knee` looks for
+    its knee. With epochs counted from 1, training stops at epoch `e` when
+    `margin * k < e` for the knee epoch `k`: with the defaults, a run whose
+    loss has flattened stops 20 % after its knee; a loss still falling
+    steadily has no knee and runs on.
+
+    The defaults follow a public re-implementation of Merrill & Eskandarian
+    (running mean over all epochs so far, Kneedle with S = 5, margin 1.2);
+    the paper's own values could not be verified.
+
+    Args:
+        monitor: the log entry to follow (e.g. `"loss"`, `"val_loss"`).
+        smoothing: `"cumulative"` (mean of all epochs so far) or a positive
+            int window of a trailing running mean (`1`: no smoothing).
+        sensitivity: Kneedle's S (see `find_knee`).
+        margin: stop when `margin * knee < epoch` (epochs counted from 1);
+            must be >= 1.
+        min_epochs: no stopping before this many epochs (>= 3).
+        verbose: 1 prints a line when training is stopped.
+
+    Attributes:
+        history: the monitored values, one per epoch.
+        knee_epoch: 0-based index of the last knee found (`None`: none yet).
+        stopped_epoch: 0-based index of the epoch after which training was
+            stopped, or `None` if it ran to the end.
+
+    Example:
+        >>> stopper = KneeEarlyStopping()
+        >>> model.fit(x_train, epochs=200, callbacks=[stopper])
+        >>> stopper.knee_epoch, stopper.stopped_epoch
+
+    Reference:
+        Merrill & Eskandarian, IEEE Access 8, 2020; Satopää et al. 2011.
+    """
+
+    def __init__(
+        self,
+        monitor="loss",
+        smoothing="cumulative",
+        sensitivity=5.0,
+        margin=1.2,
+        min_epochs=10,
+        verbose=0,
+    ):
+        super().__init__()
+        if smoothing != "cumulative":
+            _check_window(smoothing)
+        if not float(sensitivity) >= 0:
+            raise ValueError(f"sensitivity must be >= 0. Received: sensitivity={sensitivity}")
+        if not float(margin) >= 1.0:
+            raise ValueError(f"margin must be >= 1. Received: margin={margin}")
+        if isinstance(min_epochs, bool) or int(min_epochs) != min_epochs or min_epochs < 3:
+            raise ValueError(f"min_epochs must be an int >= 3. Received: min_epochs={min_epochs}")
+        self.monitor = monitor
+        self.smoothing = smoothing
+        self.sensitivity = float(sensitivity)
+        self.margin = float(margin)
+        self.min_epochs = int(min_epochs)
+        self.verbose = verbose
+        self._reset()
+
+    def _reset(self):
+        self.history = []
+        self.knee_epoch = None
+        self.stopped_epoch = None
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(
+                f"KneeEarlyStopping monitors {self.monitor!r}, which is not in the logs "
+                f"(available: {sorted(logs)})."
+            )
+        self.history.append(float(logs[self.monitor]))
+        if self.should_stop():
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.verbose:
+                print(
+                    f"KneeEarlyStopping: knee at epoch {self.knee_epoch + 1}, "
+                    f"stopped after epoch {epoch + 1}."
+                )
+
+    def should_stop(self, history=None) -> bool:
+        """Updates `knee_epoch` from the curve so far and applies the stopping rule.
+
+        Args:
+            history: monitored values to judge instead of `self.history`
+                (to drive the rule with a given curve).
+        """
+        history = self.history if history is None else list(history)
+        n = len(history)
+        if n < 3 or not np.isfinite(history).all():
+            return False  # too short, or a diverged loss: not a curve to judge
+        knee = find_knee(running_mean(history, self.smoothing), sensitivity=self.sensitivity)
+        self.knee_epoch = knee
+        return knee is not None and n >= self.min_epochs and self.margin * (knee + 1) < n
