@@ -131,6 +131,11 @@ def load_model(path):
 def train_and_calibrate(args, loaded: LoadedData):
     from keras_deepad.registry import train_detector
 
+    callbacks = []
+    if getattr(args, "knee_stopping", False):
+        from keras_deepad.callbacks import KneeEarlyStopping
+
+        callbacks.append(KneeEarlyStopping())
     start = time.perf_counter()
     model, history = train_detector(
         args.model,
@@ -141,14 +146,20 @@ def train_and_calibrate(args, loaded: LoadedData):
         seed=args.seed,
         params=dict(args.param or []),
         verbose=0 if args.json else (1 if sys.stdout.isatty() else 2),
+        callbacks=callbacks,
     )
     seconds = time.perf_counter() - start
     threshold = model.calibrate(loaded.x_train, contamination=args.contamination, fpr=args.fpr)
-    return model, {
+    info = {
         "train_seconds": round(seconds, 3),
         "final_loss": float(history.history["loss"][-1]),
         "threshold": threshold,
     }
+    if callbacks:
+        knee = callbacks[0].knee_epoch
+        info["epochs_trained"] = len(history.history["loss"])
+        info["knee_epoch"] = None if knee is None else knee + 1  # counted from 1
+    return model, info
 
 
 def evaluate_model(model, loaded: LoadedData):
@@ -206,6 +217,14 @@ def cmd_train(args):
         result,
         [
             f"trained {args.model} on {loaded.description} in {info['train_seconds']:.1f} s",
+            *(
+                [
+                    f"knee stopping: {info['epochs_trained']} epochs trained, knee at epoch "
+                    f"{info['knee_epoch'] or '(none found)'}"
+                ]
+                if "epochs_trained" in info
+                else []
+            ),
             f"threshold: {info['threshold']:.6g}",
             *_metric_lines(metrics),
             f"saved: {output}",
@@ -457,6 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         default=None,
         help="where to save the model (default saved_models/<model>.keras)",
+    )
+    p.add_argument(
+        "--knee-stopping",
+        action="store_true",
+        help="stop 20%% after the knee of the smoothed loss curve (Kneedle); --epochs is "
+        "then the maximum (see keras_deepad.callbacks.KneeEarlyStopping)",
     )
     p.set_defaults(func=cmd_train)
 
