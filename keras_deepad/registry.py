@@ -74,15 +74,15 @@ _SPECS = [
     DetectorSpec(
         "deep-svdd",
         "DeepSVDD",
-        "Deep SVDD, one-class, bias-free MLP (64-32, rep 32) with autoencoder pretraining.",
-        {"objective": "one-class", "hidden_units": [64, 32], "rep_dim": 32},
+        "Deep SVDD, one-class, bias-free MLP (32 hidden, rep 16) with autoencoder pretraining.",
+        {"objective": "one-class", "hidden_units": [32], "rep_dim": 16},
         {"batch_size": 64},
     ),
     DetectorSpec(
         "deep-svdd-soft",
         "DeepSVDD",
-        "Deep SVDD, soft-boundary (nu 0.1), bias-free MLP (64-32, rep 32).",
-        {"objective": "soft-boundary", "nu": 0.1, "hidden_units": [64, 32], "rep_dim": 32},
+        "Deep SVDD, soft-boundary (nu 0.1), bias-free MLP (32 hidden, rep 16).",
+        {"objective": "soft-boundary", "nu": 0.1, "hidden_units": [32], "rep_dim": 16},
         {"batch_size": 64},
     ),
     DetectorSpec(

@@ -160,3 +160,28 @@ def test_help_and_errors(tmp_path):
     assert bad.returncode == 2 and "unknown detector 'nope'" in bad.stderr
     bad = run("train", "--data", "missing.csv", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_one_class_presets_train_from_the_command_line(tmp_path):
+    from keras_deepad.registry import list_detectors
+
+    presets = ("deep-svdd", "deep-svdd-soft", "deep-svdd-mnist", "deep-svdd-cifar10", "ocnn")
+    assert set(presets) <= set(list_detectors())
+    out = run(
+        "train",
+        "--model",
+        "deep-svdd-soft",
+        "--data",
+        "digits:0",
+        "--epochs",
+        "5",
+        "--param",
+        "pretrain_epochs=3",
+        "--output",
+        "svdd.keras",
+        "--json",
+        cwd=tmp_path,
+    )
+    result = json.loads(out.stdout)
+    assert result["metrics"]["auroc"] >= 0.9, result["metrics"]
+    assert (tmp_path / "svdd.keras").is_file()

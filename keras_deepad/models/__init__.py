@@ -2,6 +2,8 @@
 
 from keras_deepad.models.auto_encoder import AE, ReconstructionDetector
 from keras_deepad.models.base import AnomalyDetector
+from keras_deepad.models.deep_svdd import DeepSVDD
+from keras_deepad.models.one_class_nn import OCNN
 from keras_deepad.models.vae import VAE
 
-__all__ = ["AE", "AnomalyDetector", "ReconstructionDetector", "VAE"]
+__all__ = ["AE", "AnomalyDetector", "DeepSVDD", "OCNN", "ReconstructionDetector", "VAE"]
