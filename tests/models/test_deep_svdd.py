@@ -231,3 +231,14 @@ def test_conv_deep_svdd_trains_on_images():
     scores = model.score(data.x_test.reshape(-1, 8, 8, 1))
     assert scores.shape == (len(data.x_test),) and np.isfinite(scores).all()
     assert model.embed(images[:5]).shape == (5, 16)
+
+
+def test_fits_from_a_tf_data_pipeline(blobs):
+    from keras_deepad.data import make_dataset
+
+    dataset = make_dataset(blobs.x_train[:256], batch_size=64, shuffle=True, seed=0)
+    model = small(objective="soft-boundary")
+    model.fit(dataset, epochs=2, verbose=0)
+    assert model.center_initialized and float(model.radius) > 0
+    distances = np.sqrt(model.score(blobs.x_train[:256], method="distance").astype(np.float64))
+    assert float(model.radius) == pytest.approx(np.quantile(distances, 1 - model.nu), rel=1e-6)
