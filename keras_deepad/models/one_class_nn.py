@@ -35,7 +35,7 @@ class OCNN(AnomalyDetector):
     whose features fall below the normal range (drop-outs, missing
     activity), and misses anomalies on the far side or on every side:
     AUROC 0.96 on drop-out readings but 0.72 on `blobs` and 0.02
-    (inverted) on breast cancer with `activation="linear"` (0.85 with
+    (inverted) on breast cancer with `activation="linear"` (0.88 with
     `"sigmoid"`). Check the direction on labelled data before relying on it.
 
     Args:
