@@ -300,7 +300,7 @@ class EdgeDetector:
             batch_size: samples per interpreter call (default 256).
         """
         x = check_input(x, self.feature_shape)
-        batch_size = int(batch_size or DEFAULT_BATCH)
+        batch_size = DEFAULT_BATCH if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer. Received: {batch_size}")
         out = np.empty(len(x), dtype=np.float32)

@@ -66,7 +66,8 @@ def edge_head(model):
     if head is None:
         return None, (
             f"the {family_name} export family has no host-scored head for "
-            f"score_method={model.score_method!r}"
+            f"score_method={model.score_method!r}; register an export family with an edge_head "
+            "for it (keras_deepad.export.register_export_family)"
         )
     probe = _probe_inputs(model)
     want = keras.ops.convert_to_numpy(model.compute_scores(tf.constant(probe), model.score_method))

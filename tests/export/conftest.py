@@ -1,0 +1,106 @@
+"""One small trained model per detector family, exported once per format for all export tests."""
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_deepad.export import export_saved_model, export_tflite
+from keras_deepad.models import AAE, AE, OCNN, VAE, WAE, DeepSVDD
+
+# Dense layers of 64 units on the 16 blobs features: 1024-element kernels, the smallest
+# that the TFLite converter quantises (it leaves smaller weights in float).
+FAMILIES = {
+    "ae": lambda: AE(hidden_units=(64,), latent_dim=4, seed=0),
+    # The Monte-Carlo ELBO: constant score noise in the graph, decoder samples on the host.
+    "vae": lambda: VAE(hidden_units=(64,), latent_dim=3, mc_samples=8, score_method="elbo", seed=0),
+    "deep_svdd": lambda: DeepSVDD(
+        objective="soft-boundary",
+        hidden_units=(64,),
+        rep_dim=8,
+        pretrain_epochs=1,
+        warm_up_epochs=1,
+        seed=0,
+    ),
+    "ocnn": lambda: OCNN(hidden_units=64, seed=0),
+    "aae": lambda: AAE(hidden_units=(64,), latent_dim=3, seed=0),
+    "wae": lambda: WAE(hidden_units=(64,), latent_dim=3, seed=0),
+}
+#: Families whose scores cross 0 (a margin or `distance - R^2`): relative tolerances get an
+#: absolute floor of the same size times the largest |score|.
+CROSSES_ZERO = {"deep_svdd", "ocnn"}
+#: name -> (quantization, scoring) of the TFLite files every family is exported to.
+FORMATS = {
+    "float32": ("float32", "graph"),
+    "float16": ("float16", "graph"),
+    "dynamic-int8": ("dynamic-int8", "graph"),
+    "int8": ("int8", "host"),
+}
+#: Families that also get a float32 file scored on the host: one per scoring recipe, so
+#: every recipe of keras_deepad.edge is checked against Keras to float32 precision.
+HOST_FLOAT32 = {"ae", "vae", "deep_svdd", "ocnn"}
+EVAL_BATCH = 256
+
+
+@dataclasses.dataclass
+class Exported:
+    family: str
+    model: object
+    saved_model: Path
+    tflite: dict  # format name -> TFLiteArtifact
+    x: np.ndarray  # held-out data with known anomalies
+    y: np.ndarray
+    scores: np.ndarray  # Keras scores of x
+
+    def atol(self, rtol):
+        return rtol * float(np.max(np.abs(self.scores))) if self.family in CROSSES_ZERO else 0.0
+
+
+class Zoo:
+    """Builds each family's model and exports on first use."""
+
+    def __init__(self, root, data):
+        self.root = Path(root)
+        self.data = data
+        self._built = {}
+
+    def __getitem__(self, family) -> Exported:
+        if family not in self._built:
+            self._built[family] = self._build(family)
+        return self._built[family]
+
+    def all(self):
+        return [self[family] for family in FAMILIES]
+
+    @staticmethod
+    def formats(family):
+        extra = {"float32-host": ("float32", "host")} if family in HOST_FLOAT32 else {}
+        return {**FORMATS, **extra}
+
+    def _build(self, family):
+        keras.utils.set_random_seed(0)
+        model = FAMILIES[family]()
+        with warnings.catch_warnings(record=True):  # e.g. the Deep SVDD collapse guard
+            model.fit(self.data.x_train, epochs=2, batch_size=32, verbose=0)
+        model.calibrate(self.data.x_train, contamination=0.1)
+        saved_model = export_saved_model(model, self.root / "serving", family, version=1)
+        tflite = {
+            name: export_tflite(
+                saved_model,
+                self.root / "tflite" / f"{family}-{name}.tflite",
+                quantization=quantization,
+                scoring=scoring,
+                representative_data=self.data.x_train,
+            )
+            for name, (quantization, scoring) in self.formats(family).items()
+        }
+        x, y = self.data.x_test, self.data.y_test
+        return Exported(family, model, saved_model, tflite, x, y, model.score(x))
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory, blobs):
+    return Zoo(tmp_path_factory.mktemp("zoo"), blobs)
