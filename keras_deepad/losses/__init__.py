@@ -1,5 +1,6 @@
 """Per-sample loss and score functions: each returns one value per sample."""
 
+from keras_deepad.losses.mmd import MMD_SCALES, mmd, mmd_to_prior
 from keras_deepad.losses.probabilistic import (
     bernoulli_nll,
     gaussian_kl,
@@ -16,6 +17,7 @@ from keras_deepad.losses.reconstruction import (
 )
 
 __all__ = [
+    "MMD_SCALES",
     "RECONSTRUCTION_ERRORS",
     "bernoulli_nll",
     "feature_errors",
@@ -24,6 +26,8 @@ __all__ = [
     "max_absolute_error",
     "mean_absolute_error",
     "mean_squared_error",
+    "mmd",
+    "mmd_to_prior",
     "reconstruction_error",
     "standard_normal_nll",
 ]

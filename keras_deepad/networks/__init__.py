@@ -5,6 +5,7 @@ and `build_decoder`, or take user-supplied `keras.Model`s.
 """
 
 from keras_deepad.networks.conv import build_conv_decoder, build_conv_encoder
+from keras_deepad.networks.critic import build_latent_discriminator
 from keras_deepad.networks.mlp import build_mlp_decoder, build_mlp_encoder
 
 ARCHITECTURES = ("mlp", "conv")
@@ -34,6 +35,7 @@ __all__ = [
     "build_conv_encoder",
     "build_decoder",
     "build_encoder",
+    "build_latent_discriminator",
     "build_mlp_decoder",
     "build_mlp_encoder",
 ]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_deepad.models import AE, VAE, ReconstructionDetector
+from keras_deepad.models import AAE, AE, VAE, WAE, ReconstructionDetector
 from keras_deepad.registry import get_detector
 from tests import contract
 
@@ -20,6 +20,9 @@ FACTORIES = {
         "deep-svdd-soft", hidden_units=(16,), rep_dim=8, warm_up_epochs=1, seed=0
     ),
     "ocnn": lambda: get_detector("ocnn", hidden_units=8, seed=0),
+    "aae": lambda: AAE(hidden_units=(32, 16), latent_dim=4, seed=0),
+    "wae-mmd": lambda: WAE(hidden_units=(32, 16), latent_dim=4, seed=0),
+    "wae-gan": lambda: WAE(penalty="gan", hidden_units=(32, 16), latent_dim=4, seed=0),
 }
 
 

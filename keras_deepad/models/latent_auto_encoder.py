@@ -1,0 +1,446 @@
+"""Shared parts of the autoencoders whose latent space is matched to a prior (AAE, WAE)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_deepad.layers import Reparameterization
+from keras_deepad.losses import gaussian_nll, reconstruction_error
+from keras_deepad.models.auto_encoder import ReconstructionDetector, _check_latent_dim
+from keras_deepad.networks import build_decoder, build_encoder, build_latent_discriminator
+from keras_deepad.priors import get_prior
+from keras_deepad.scores import generative as gen_scores
+
+#: Momentum of the running mean of squared reconstruction errors per feature
+#: (the variance of the Gaussian likelihood used by the "jacodeco" score).
+ERROR_MOMENTUM = 0.99
+#: Smallest per-feature error variance of that likelihood.
+MIN_ERROR_VARIANCE = 1e-6
+RECONSTRUCTION_LOSSES = ("mse", "mae")
+ALL_SCORE_METHODS = (
+    "reconstruction",
+    "reconstruction_sampled",
+    "latent",
+    "discriminator",
+    "combined",
+    "jacodeco",
+)
+
+
+def _replicas():
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+class LatentAutoEncoder(ReconstructionDetector):
+    """An autoencoder trained to match its aggregate posterior to a prior.
+
+    Holds what `AAE` and `WAE` share: the networks (encoder, decoder,
+    optionally a latent discriminator), the prior, several optimizers with a
+    custom `compile` and their serialisation, the score methods and the
+    running per-feature error variance. Subclasses set `uses_discriminator`,
+    `extra_optimizers` and write `train_step` / `test_step`.
+
+    Score methods (higher = more anomalous), see `keras_deepad.scores`:
+
+    - `"reconstruction"`: mean squared error (normalised units) of the
+      decoder output at the encoder mean, like `AE`'s `"mse"`;
+    - `"reconstruction_sampled"`: the same error averaged over
+      `mc_samples` draws `z_l ~ q(z|x)` (equal to `"reconstruction"` for a
+      deterministic encoder, whose posterior is a point mass);
+    - `"latent"`: `-log p(E(x))` under the prior;
+    - `"discriminator"` (with a discriminator): `-log D(E(x))`; `D` is the
+      probability of "drawn from the prior", so a high `D` means normal;
+    - `"combined"` (with a discriminator): `reconstruction +
+      score_weight * discriminator`;
+    - `"jacodeco"`: `-(log p(x|mu) + log p(mu) - sum_i log s_i)`, `s_i` the
+      singular values of the decoder Jacobian at the encoder mean, with a
+      Gaussian `p(x|z)` whose per-feature variance is the running mean of
+      the training reconstruction errors.
+    """
+
+    #: Every score method of the family; an instance lists those it supports.
+    score_methods = ALL_SCORE_METHODS
+    default_score_method = "reconstruction"
+    uses_discriminator = False
+    #: Optimizers besides `optimizer`: attribute name -> Adam arguments of the default.
+    extra_optimizers: dict = {}
+
+    def __init__(
+        self,
+        architecture="mlp",
+        hidden_units=(64, 32),
+        latent_dim=8,
+        activation="relu",
+        conv_filters=(32, 64),
+        kernel_size=3,
+        output_activation=None,
+        prior="normal",
+        stochastic_encoder=False,
+        logvar_range=(-30.0, 20.0),
+        mc_samples=16,
+        reconstruction_loss="mse",
+        discriminator_units=(64, 64),
+        score_weight=0.1,
+        gradient_penalty=0.0,
+        encoder=None,
+        decoder=None,
+        discriminator=None,
+        normalization="minmax",
+        score_method=None,
+        seed=None,
+        **kwargs,
+    ):
+        prior_obj = get_prior(prior)
+        # Which scores exist depends on the instance (a discriminator, a prior density).
+        object.__setattr__(
+            self, "score_methods", self.available_score_methods(prior_obj, self.uses_discriminator)
+        )
+        super().__init__(
+            normalization=normalization, score_method=score_method, seed=seed, **kwargs
+        )
+        if architecture not in ("mlp", "conv"):
+            raise ValueError(
+                f"architecture must be 'mlp' or 'conv'. Received: architecture={architecture!r}"
+            )
+        _check_latent_dim(latent_dim)
+        if isinstance(latent_dim, str):
+            raise ValueError(
+                f"{type(self).__name__} latent_dim must be an int. Received: {latent_dim!r}"
+            )
+        if reconstruction_loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(
+                f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}. "
+                f"Received: reconstruction_loss={reconstruction_loss!r}"
+            )
+        if int(mc_samples) < 1:
+            raise ValueError(f"mc_samples must be >= 1. Received: mc_samples={mc_samples}")
+        if float(score_weight) < 0:
+            raise ValueError(f"score_weight must be >= 0. Received: score_weight={score_weight}")
+        if float(gradient_penalty) < 0:
+            raise ValueError(
+                f"gradient_penalty must be >= 0. Received: gradient_penalty={gradient_penalty}"
+            )
+        if discriminator is not None and not self.uses_discriminator:
+            raise ValueError(
+                f"this {type(self).__name__} has no discriminator. Received: discriminator="
+                f"{discriminator!r}"
+            )
+        self.architecture = architecture
+        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.latent_dim = int(latent_dim)
+        self.activation = activation
+        self.conv_filters = tuple(int(f) for f in conv_filters)
+        self.kernel_size = int(kernel_size)
+        self.output_activation = output_activation
+        self.prior_spec = prior if isinstance(prior, str) else None
+        self.prior = prior_obj
+        self.stochastic_encoder = bool(stochastic_encoder)
+        self.logvar_range = tuple(float(v) for v in logvar_range)
+        self.mc_samples = int(mc_samples)
+        self.reconstruction_loss = reconstruction_loss
+        self.discriminator_units = tuple(int(u) for u in discriminator_units)
+        self.score_weight = float(score_weight)
+        self.gradient_penalty = float(gradient_penalty)
+        self._set_networks(encoder, decoder)
+        self.discriminator = discriminator
+        self._user_discriminator = discriminator is not None
+        self.sampler = Reparameterization(logvar_range=self.logvar_range, seed=seed, name="sampler")
+        self.prior_seed = keras.random.SeedGenerator(seed)
+        # Integer seed of the fixed Monte-Carlo draws used when scoring.
+        self.score_seed = 0 if seed is None else int(seed)
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+
+    @staticmethod
+    def available_score_methods(prior, has_discriminator):
+        methods = ["reconstruction", "reconstruction_sampled"]
+        if prior.has_log_prob:
+            methods.append("latent")
+        if has_discriminator:
+            methods += ["discriminator", "combined"]
+        if prior.has_log_prob:
+            methods.append("jacodeco")
+        return tuple(methods)
+
+    # ---------------------------------------------------------------- build
+    def build_networks(self, feature_shape):
+        if not self._user_networks:
+            if self.architecture == "mlp":
+                enc_cfg = {"hidden_units": self.hidden_units}
+                dec_cfg = {"hidden_units": self.hidden_units[::-1]}
+            else:
+                enc_cfg = {"filters": self.conv_filters, "kernel_size": self.kernel_size}
+                dec_cfg = {"filters": self.conv_filters[::-1], "kernel_size": self.kernel_size}
+            code = 2 * self.latent_dim if self.stochastic_encoder else self.latent_dim
+            self.encoder = build_encoder(
+                self.architecture, feature_shape, code, activation=self.activation, **enc_cfg
+            )
+            self.decoder = build_decoder(
+                self.architecture,
+                self.latent_dim,
+                feature_shape,
+                activation=self.activation,
+                output_activation=self.output_activation,
+                **dec_cfg,
+            )
+        if self.uses_discriminator and self.discriminator is None:
+            self.discriminator = build_latent_discriminator(
+                self.latent_dim, hidden_units=self.discriminator_units
+            )
+        # Running mean of squared errors per feature (normalised units), and its step count.
+        self.error_moment = self.add_weight(
+            shape=feature_shape,
+            initializer="zeros",
+            trainable=False,
+            aggregation="mean",
+            name="error_moment",
+        )
+        self.error_steps = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, aggregation="mean", name="error_steps"
+        )
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_optimizers()
+
+    # ------------------------------------------------------------ optimizers
+    def optimizer_variables(self):
+        """Optimizer attribute name -> the variables that optimizer updates."""
+        return {"optimizer": self.autoencoder_variables()}
+
+    def autoencoder_variables(self):
+        return [*self.encoder.trainable_variables, *self.decoder.trainable_variables]
+
+    def compile(self, optimizer="adam", **kwargs):
+        """Configures training with one optimizer per update.
+
+        Args:
+            optimizer: the encoder/decoder (reconstruction) optimizer;
+                default Adam(1e-3).
+            **kwargs: the detector's other optimizers by name (see
+                `extra_optimizers`; `None` picks the default) and
+                `keras.Model.compile` arguments.
+        """
+        extra = {}
+        for name, defaults in self.extra_optimizers.items():
+            value = kwargs.pop(name, None)
+            extra[name] = (
+                keras.optimizers.Adam(**defaults) if value is None else keras.optimizers.get(value)
+            )
+        unknown = [k for k in kwargs if k.endswith("optimizer")]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}.compile takes the optimizers "
+                f"{['optimizer', *self.extra_optimizers]}. Received: {unknown}"
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+        for name, value in extra.items():
+            setattr(self, name, value)
+        self._build_optimizers()
+
+    def _build_optimizers(self):
+        # Each optimizer is built on exactly the variables it updates, eagerly
+        # and inside the model's distribution strategy (mirrored slot variables).
+        if not (self.compiled and self.built and self.feature_shape is not None):
+            return
+        with self.distribute_strategy.scope():
+            for name, variables in self.optimizer_variables().items():
+                opt = getattr(self, name, None)
+                if opt is not None and not opt.built:
+                    opt.build(variables)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is None:
+            return None
+        for name in self.extra_optimizers:
+            config[name] = keras.saving.serialize_keras_object(getattr(self, name))
+        return config
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+
+    # ---------------------------------------------------------------- pieces
+    def posterior(self, x_scaled, training=False):
+        """`(mu, logvar)` of `q(z|x)` for normalised inputs.
+
+        A deterministic encoder's posterior is a point mass: `logvar = -inf`.
+        """
+        h = self.encoder(x_scaled, training=training)
+        if not self.stochastic_encoder:
+            return h, ops.full_like(h, float("-inf"))
+        mu, logvar = ops.split(h, 2, axis=-1)
+        return mu, ops.clip(logvar, *self.logvar_range)
+
+    def latent_code(self, x_scaled, training=False):
+        """The code `z` fed to the decoder and the adversary (sampled when training)."""
+        h = self.encoder(x_scaled, training=training)
+        if not self.stochastic_encoder:
+            return h
+        mu, logvar = ops.split(h, 2, axis=-1)
+        return self.sampler([mu, logvar], training=training)
+
+    def decoder_mean(self, decoded):
+        return decoded
+
+    def reconstruct_normalised(self, x_scaled, training=False):
+        mu, _ = self.posterior(x_scaled, training=training)
+        return self.decoder(mu, training=training)
+
+    def _regularization(self):
+        extra = [*self.encoder.losses, *self.decoder.losses]
+        return ops.sum(ops.stack(extra)) if extra else 0.0
+
+    def reconstruction_terms(self, x_scaled, training):
+        """`(z, x_hat, per-sample error, reduced loss)` of one batch."""
+        z = self.latent_code(x_scaled, training=training)
+        x_hat = self.decoder(z, training=training)
+        per_sample = reconstruction_error(x_scaled, x_hat, self.reconstruction_loss)
+        return z, x_hat, per_sample, self.reduce_loss(per_sample) + self._regularization()
+
+    def per_sample_loss(self, x, training=False):
+        _, _, per_sample, _ = self.reconstruction_terms(self.scaler(x), training)
+        return per_sample, {"reconstruction_loss": per_sample}
+
+    def _track_errors(self, x_scaled, x_hat):
+        batch_moment = ops.mean(ops.square(ops.stop_gradient(x_hat) - x_scaled), axis=0)
+        self.error_moment.assign(
+            ERROR_MOMENTUM * self.error_moment + (1.0 - ERROR_MOMENTUM) * batch_moment
+        )
+        self.error_steps.assign_add(1.0)
+
+    def error_variance(self):
+        """Per-feature variance of the Gaussian `p(x|z)` (bias-corrected running mean)."""
+        steps = self.error_steps
+        correction = 1.0 - ops.power(ERROR_MOMENTUM, ops.maximum(steps, 1.0))
+        variance = ops.where(steps > 0, self.error_moment / correction, 1.0)
+        return ops.maximum(variance, MIN_ERROR_VARIANCE)
+
+    @staticmethod
+    def adversarial_terms(real_logits, fake_logits):
+        """Discriminator loss `-(mean log D(p) + mean log(1 - D(q))) / 2` and accuracy."""
+        real_logits = ops.reshape(real_logits, (-1,))
+        fake_logits = ops.reshape(fake_logits, (-1,))
+        loss = 0.5 * (ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits)))
+        accuracy = 0.5 * (
+            ops.mean(ops.cast(real_logits > 0, "float32"))
+            + ops.mean(ops.cast(fake_logits < 0, "float32"))
+        )
+        return loss, accuracy
+
+    def discriminator_step(self, z_prior, z_fake, weight=1.0):
+        """One update of the discriminator; returns `(weight * loss, accuracy)`.
+
+        Loss: `weight * -(mean log D(z_prior) + mean log(1 - D(z_fake))) / 2`
+        plus the R1 penalty `gradient_penalty / 2 * mean ||grad D(z_prior)||^2`
+        (logit gradients on prior samples) when `gradient_penalty > 0`.
+        """
+        disc_vars = self.discriminator.trainable_variables
+        z_fake = ops.stop_gradient(z_fake)
+        with tf.GradientTape() as tape:
+            if self.gradient_penalty > 0:
+                with tf.GradientTape() as inner:
+                    inner.watch(z_prior)
+                    real_logits = self.discriminator(z_prior, training=True)
+                    real_sum = ops.sum(real_logits)
+                grad = inner.gradient(real_sum, z_prior)
+                penalty = 0.5 * self.gradient_penalty * ops.mean(ops.sum(ops.square(grad), -1))
+            else:
+                real_logits = self.discriminator(z_prior, training=True)
+                penalty = 0.0
+            d_loss, accuracy = self.adversarial_terms(
+                real_logits, self.discriminator(z_fake, training=True)
+            )
+            d_loss = weight * d_loss
+            # Gradients are summed over replicas: scale inside the tape.
+            scaled = (d_loss + penalty) / _replicas()
+        self.discriminator_optimizer.apply(tape.gradient(scaled, disc_vars), disc_vars)
+        return d_loss, accuracy
+
+    def sample_prior(self, n):
+        return self.prior.sample(n, self.latent_dim, seed=self.prior_seed)
+
+    def _unpack(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.scaler(ops.cast(x, "float32"))
+
+    # --------------------------------------------------------------- score
+    def compute_scores(self, x, method):
+        x_scaled = self.scaler(x)
+        mu, logvar = self.posterior(x_scaled)
+        if method == "reconstruction" or (
+            method == "reconstruction_sampled" and not self.stochastic_encoder
+        ):
+            return reconstruction_error(x_scaled, self.decoder(mu), "mse")
+        if method == "reconstruction_sampled":
+            return gen_scores.monte_carlo(
+                x_scaled,
+                mu,
+                logvar,
+                lambda xr, z: reconstruction_error(xr, self.decoder(z), "mse"),
+                self.mc_samples,
+                seed=self.score_seed,
+            )
+        if method == "latent":
+            return gen_scores.latent_score(mu, self.prior)
+        if method == "discriminator":
+            return gen_scores.discriminator_score(self.discriminator(mu))
+        if method == "combined":
+            return reconstruction_error(
+                x_scaled, self.decoder(mu), "mse"
+            ) + self.score_weight * gen_scores.discriminator_score(self.discriminator(mu))
+        if method == "jacodeco":
+            logvar_x = ops.log(self.error_variance())
+            return gen_scores.jacodeco(
+                x_scaled,
+                mu,
+                self.decoder,
+                lambda xs, decoded: gaussian_nll(xs, decoded, logvar_x),
+                self.prior.latent_score,
+            )
+        raise ValueError(f"unknown score method {method!r}")
+
+    def encode(self, x, batch_size=None):
+        """Encoder means of `x`, shape `(n_samples, latent_dim)`."""
+        self._require_built("encode")
+        fn = self._compiled(("encode",), lambda t: self.posterior(self.scaler(t))[0])
+        return self._batched(x, fn, batch_size, (self.latent_dim,))
+
+    def discriminate(self, x, batch_size=None):
+        """`D(E(x))`: probability that the code of `x` was drawn from the prior."""
+        self._require_built("discriminate")
+        if self.discriminator is None:
+            raise ValueError(f"this {type(self).__name__} has no discriminator.")
+        fn = self._compiled(
+            ("discriminate",),
+            lambda t: ops.sigmoid(
+                ops.reshape(self.discriminator(self.posterior(self.scaler(t))[0]), (-1,))
+            ),
+        )
+        return self._batched(x, fn, batch_size, ())
+
+    # --------------------------------------------------------------- config
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            architecture=self.architecture,
+            hidden_units=list(self.hidden_units),
+            latent_dim=self.latent_dim,
+            activation=self.activation,
+            conv_filters=list(self.conv_filters),
+            kernel_size=self.kernel_size,
+            output_activation=self.output_activation,
+            prior=self.prior_spec or keras.saving.serialize_keras_object(self.prior),
+            stochastic_encoder=self.stochastic_encoder,
+            logvar_range=list(self.logvar_range),
+            mc_samples=self.mc_samples,
+            reconstruction_loss=self.reconstruction_loss,
+            discriminator_units=list(self.discriminator_units),
+            score_weight=self.score_weight,
+            gradient_penalty=self.gradient_penalty,
+        )
+        if self._user_discriminator:
+            config["discriminator"] = keras.saving.serialize_keras_object(self.discriminator)
+        return config
