@@ -20,6 +20,7 @@ Reference:
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -139,7 +140,8 @@ class CumulativeErrorScoring(keras.callbacks.Callback):
 
     Args:
         x: the training data to score (anything `model.score` accepts;
-            usually the array passed to `fit`).
+            usually the array passed to `fit`). Its order must be the same at
+            every epoch (a `tf.data.Dataset` here must not reshuffle).
         method: the score method (default: the detector's `score_method`).
         batch_size: scoring batch size (default: `score`'s).
 
@@ -217,7 +219,8 @@ class KneeEarlyStopping(keras.callbacks.Callback):
     the paper's own values could not be verified.
 
     Args:
-        monitor: the log entry to follow (e.g. `"loss"`, `"val_loss"`).
+        monitor: the log entry to follow (e.g. `"loss"`, `"val_loss"`); an
+            epoch whose logs lack it is skipped with a warning.
         smoothing: `"cumulative"` (mean of all epochs so far) or a positive
             int window of a trailing running mean (`1`: no smoothing).
         sensitivity: Kneedle's S (see `find_knee`).
@@ -278,10 +281,13 @@ class KneeEarlyStopping(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.monitor not in logs:
-            raise ValueError(
-                f"KneeEarlyStopping monitors {self.monitor!r}, which is not in the logs "
-                f"(available: {sorted(logs)})."
+            # As Keras' EarlyStopping: e.g. "val_loss" on an epoch without validation.
+            warnings.warn(
+                f"KneeEarlyStopping monitors {self.monitor!r}, which is not in the logs of "
+                f"epoch {epoch + 1} (available: {sorted(logs)}); the epoch is skipped.",
+                stacklevel=2,
             )
+            return
         self.history.append(float(logs[self.monitor]))
         if self.should_stop():
             self.stopped_epoch = epoch
