@@ -264,13 +264,23 @@ class EdgeDetector:
     # ---------------------------------------------------------- properties
     @property
     def threshold(self) -> float | None:
-        """The threshold calibrated before export, or `None` if there was none."""
+        """The exported threshold (`None` if the model was not calibrated).
+
+        For int8 files it is recalibrated at export to flag the same fraction of
+        normal data as the model's own threshold (`metadata["float_threshold"]`).
+        """
         return self.metadata.get("threshold")
 
     @property
     def score_quantiles(self) -> dict | None:
-        """Quantiles of the calibration scores (for monitoring drift), or `None`."""
-        return self.metadata.get("training_score_quantiles")
+        """Quantiles of this file's scores on normal data (for monitoring drift), or `None`.
+
+        The scores of the representative data given at export, in this file's
+        own score units; otherwise the model's calibration score quantiles.
+        """
+        return self.metadata.get("representative_score_quantiles") or self.metadata.get(
+            "training_score_quantiles"
+        )
 
     def __repr__(self):
         return (

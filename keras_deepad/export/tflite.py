@@ -21,6 +21,7 @@ from keras_deepad.export.saved_model import (
     SERVING_INPUT,
     export_saved_model,
 )
+from keras_deepad.models.base import SCORE_QUANTILES
 from keras_deepad.utils.validation import check_array
 
 QUANTIZATIONS = ("float32", "float16", "dynamic-int8", "int8")
@@ -77,7 +78,15 @@ def _tensor_info(details) -> dict:
     }
 
 
-def _representative(data, feature_shape, norm, limit, headroom, seed=0):
+def _sample_rows(data, feature_shape, limit, seed=0):
+    """The representative data, checked, as at most `limit` raw float32 rows (a fixed subset)."""
+    x = check_array(data, feature_shape, name="representative_data")
+    if len(x) > limit:
+        x = x[np.sort(np.random.default_rng(seed).choice(len(x), size=limit, replace=False))]
+    return x
+
+
+def _calibration_set(x, norm, headroom):
     """Normalised float32 calibration samples for int8.
 
     The training samples, plus (for `headroom > 1`) the same samples pushed
@@ -85,9 +94,6 @@ def _representative(data, feature_shape, norm, limit, headroom, seed=0):
     of normal data, and int8 tensors clip everything outside the calibrated
     range.
     """
-    x = check_array(data, feature_shape, name="representative_data")
-    if len(x) > limit:
-        x = x[np.sort(np.random.default_rng(seed).choice(len(x), size=limit, replace=False))]
     offset = np.asarray(norm["offset"], dtype=np.float32)
     scale = np.asarray(norm["scale"], dtype=np.float32)
     x = (x - offset) * scale
@@ -95,6 +101,11 @@ def _representative(data, feature_shape, norm, limit, headroom, seed=0):
         centre = x.mean(axis=0, keepdims=True)
         x = np.concatenate([x, centre + headroom * (x - centre)])
     return x
+
+
+def _quantiles(scores) -> dict:
+    values = np.quantile(np.asarray(scores, dtype=np.float64), SCORE_QUANTILES)
+    return dict(zip(map(str, SCORE_QUANTILES), values.tolist(), strict=True))
 
 
 def _converter(saved_model_dir, signature, quantization, calibration, input_name):
@@ -118,6 +129,32 @@ def _converter(saved_model_dir, signature, quantization, calibration, input_name
 
         converter.representative_dataset = samples
     return converter
+
+
+def _score_representative(info, content, rows, saved_model_dir, scratch, recalibrate):
+    """Scores the representative rows with the new file: quantiles, and the int8 threshold.
+
+    An int8 file does not reproduce the float scores (only their ranking), so
+    the float threshold would flag a different fraction of normal data. With
+    `recalibrate`, the file's threshold is set to flag the same fraction of the
+    representative (normal) data as the float threshold does with float scores.
+    """
+    from keras_deepad.edge import EdgeDetector
+
+    probe = scratch / "probe.tflite"
+    probe.write_bytes(content)
+    scores = EdgeDetector(probe, metadata=info, verify=False).score(rows)
+    info["representative_score_quantiles"] = _quantiles(scores)
+    threshold = info.get("threshold")
+    if info["quantization"] != "int8" or not recalibrate or threshold is None:
+        return
+    serve = tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
+    float_scores = serve(x=tf.constant(rows))["score"].numpy()
+    n = len(rows)
+    rate = float(np.clip(np.mean(float_scores > threshold), 0.5 / n, 1.0 - 0.5 / n))
+    info["float_threshold"] = threshold
+    info["threshold"] = float(np.quantile(scores.astype(np.float64), 1.0 - rate))
+    info["threshold_flag_rate"] = rate
 
 
 def _conversion_hint(source, signature, err) -> str:
@@ -188,6 +225,7 @@ def export_tflite(
     overwrite=False,
     max_representative_samples=1000,
     calibration_headroom=None,
+    recalibrate_threshold=True,
     verify=True,
 ) -> TFLiteArtifact:
     """Writes a detector as a `.tflite` file plus `<path>.json` metadata, atomically.
@@ -215,8 +253,9 @@ def export_tflite(
         normalisation and the final score run on the host. `"auto"` is
         `"host"` for int8 and `"graph"` otherwise.
 
-    The metadata records the feature shape, threshold, calibration score
-    quantiles, normalisation constants (and whether the host applies them),
+    The metadata records the feature shape, threshold (for int8 recalibrated
+    on `representative_data`, see `recalibrate_threshold`), score quantiles,
+    normalisation constants (and whether the host applies them),
     the signature, input/output names, dtypes and quantisation parameters,
     the scoring recipe, quantization, versions, size and SHA-256 of the file.
 
@@ -226,8 +265,10 @@ def export_tflite(
         path: the `.tflite` file (default
             `saved_models/<name>-<quantization>.tflite`).
         quantization: one of `QUANTIZATIONS`.
-        representative_data: normal training samples (raw units) for
-            `"int8"` calibration; ignored otherwise.
+        representative_data: normal training samples (raw units): required
+            for `"int8"` (calibration); for every format the file's score
+            quantiles on them are recorded (`representative_score_quantiles`,
+            in the file's own score units, for drift monitoring).
         scoring: `"auto"`, `"graph"` or `"host"`.
         overwrite: replace an existing file.
         max_representative_samples: calibration uses at most this many
@@ -238,6 +279,11 @@ def export_tflite(
             `None`: the edge head's default (1 for reconstructions, whose
             clipping only raises anomalous errors; 4 for embeddings and
             latent codes, whose clipping would hide anomalies).
+        recalibrate_threshold: int8 only: set the file's threshold so that it
+            flags the same fraction of `representative_data` as the model's
+            threshold does with float scores (the float threshold is kept as
+            `float_threshold` in the metadata). int8 keeps the ranking of the
+            scores, not their values.
         verify: run the converted file on probe inputs before writing it:
             outputs must be finite, and a float32 file must match the
             SavedModel.
@@ -328,17 +374,13 @@ def export_tflite(
         else:
             signature, input_name = "serving_default", SERVING_INPUT
             recipe = {"kind": "graph", "output": "score"}
-        calibration = None
+        calibration = rows = None
+        if representative_data is not None:
+            rows = _sample_rows(representative_data, feature_shape, int(max_representative_samples))
         if quantization == "int8":
             if calibration_headroom is None:
                 calibration_headroom = source["edge_head"].get("calibration_headroom", 1.0)
-            calibration = _representative(
-                representative_data,
-                feature_shape,
-                norm,
-                int(max_representative_samples),
-                float(calibration_headroom),
-            )
+            calibration = _calibration_set(rows, norm, float(calibration_headroom))
         with warnings.catch_warnings():
             # The converter calibrates with the deprecated tf.lite.Interpreter; not ours to fix.
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
@@ -369,29 +411,34 @@ def export_tflite(
                 content, saved_model_dir, signature, input_name, outputs, probe, quantization
             )
 
-    info = {
-        "format": "keras_deepad.tflite",
-        "format_version": FORMAT_VERSION,
-        "keras_deepad_version": __version__,
-        "tensorflow_version": tf.__version__,
-        "class_name": source["class_name"],
-        "export_family": source.get("export_family"),
-        "config": source.get("config"),
-        "score_method": source["score_method"],
-        "feature_shape": list(feature_shape),
-        "threshold": source.get("threshold"),
-        "training_score_quantiles": source.get("training_score_quantiles"),
-        "quantization": quantization,
-        "signature": signature,
-        "normalization": {**norm, "applied": "host" if scoring == "host" else "graph"},
-        "input": {"name": input_name, **input_info},
-        "outputs": outputs,
-        "scoring": recipe,
-        "representative_samples": None if calibration is None else len(calibration),
-        "calibration_headroom": None if calibration is None else float(calibration_headroom),
-        "size_bytes": len(content),
-        "sha256": hashlib.sha256(content).hexdigest(),
-    }
+        info = {
+            "format": "keras_deepad.tflite",
+            "format_version": FORMAT_VERSION,
+            "keras_deepad_version": __version__,
+            "tensorflow_version": tf.__version__,
+            "class_name": source["class_name"],
+            "export_family": source.get("export_family"),
+            "config": source.get("config"),
+            "score_method": source["score_method"],
+            "feature_shape": list(feature_shape),
+            "threshold": source.get("threshold"),
+            "training_score_quantiles": source.get("training_score_quantiles"),
+            "quantization": quantization,
+            "signature": signature,
+            "normalization": {**norm, "applied": "host" if scoring == "host" else "graph"},
+            "input": {"name": input_name, **input_info},
+            "outputs": outputs,
+            "scoring": recipe,
+            "representative_samples": None if rows is None else len(rows),
+            "calibration_headroom": None if calibration is None else float(calibration_headroom),
+            "size_bytes": len(content),
+            "sha256": hashlib.sha256(content).hexdigest(),
+        }
+        if rows is not None:
+            _score_representative(
+                info, content, rows, saved_model_dir, Path(scratch), recalibrate_threshold
+            )
+
     path.parent.mkdir(parents=True, exist_ok=True)
     if not overwrite and (path.exists() or meta_target.exists()):
         raise FileExistsError(f"{path} was created while exporting; nothing was written.")

@@ -26,7 +26,7 @@ def test_golden_artifacts_load_and_score_as_recorded(family):
     assert len(entry["tflite"]) == 2
     for name, scores in entry["tflite"].items():
         detector = EdgeDetector(GOLDEN / name)
-        assert detector.threshold == pytest.approx(entry["threshold"], rel=1e-7)
+        assert detector.threshold == pytest.approx(entry["tflite_thresholds"][name], rel=1e-7)
         np.testing.assert_allclose(
             detector.score(INPUTS), scores, rtol=1e-6, atol=1e-7, err_msg=name
         )

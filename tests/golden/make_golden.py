@@ -82,6 +82,7 @@ def main(families=None):
             "keras": f"{family}.keras",
             "keras_scores": model.score(inputs).tolist(),
             "tflite": {},
+            "tflite_thresholds": {},
         }
         for quantization in FORMATS:
             artifact = export_tflite(
@@ -91,7 +92,9 @@ def main(families=None):
                 representative_data=data.x_train,
                 overwrite=True,
             )
-            entry["tflite"][artifact.path.name] = EdgeDetector(artifact.path).score(inputs).tolist()
+            detector = EdgeDetector(artifact.path)
+            entry["tflite"][artifact.path.name] = detector.score(inputs).tolist()
+            entry["tflite_thresholds"][artifact.path.name] = detector.threshold
         models[family] = entry
         print(family, {k: os.path.getsize(HERE / k) for k in [entry["keras"], *entry["tflite"]]})
     expected_file.write_text(json.dumps(expected, indent=1) + "\n")
