@@ -215,7 +215,9 @@ class KneeEarlyStopping(keras.callbacks.Callback):
     steadily has no knee and runs on.
 
     The defaults follow a public re-implementation of Merrill & Eskandarian
-    (running mean over all epochs so far, Kneedle with S = 5, margin 1.2);
+    (running mean over all epochs so far, Kneedle with S = 5, margin 1.2;
+    it follows the mean training-set error at each epoch end where this
+    callback follows a log entry such as the epoch's mean training loss);
     the paper's own values could not be verified.
 
     Args:
@@ -226,7 +228,7 @@ class KneeEarlyStopping(keras.callbacks.Callback):
         sensitivity: Kneedle's S (see `find_knee`).
         margin: stop when `margin * knee < epoch` (epochs counted from 1);
             must be >= 1.
-        min_epochs: no stopping before this many epochs (>= 3).
+        min_epochs: no stopping before this many epochs (default 10, >= 3).
         verbose: 1 prints a line when training is stopped.
 
     Attributes:
