@@ -12,6 +12,8 @@ _LAZY = {
     "AnomalyDetector": "keras_deepad.models",
     "AE": "keras_deepad.models",
     "VAE": "keras_deepad.models",
+    "DeepSVDD": "keras_deepad.models",
+    "OCNN": "keras_deepad.models",
     "PyODDetector": "keras_deepad.sklearn_api",
     "evaluate_scores": "keras_deepad.evaluation",
     "get_detector": "keras_deepad.registry",
@@ -19,6 +21,7 @@ _LAZY = {
 }
 
 _SUBMODULES = {
+    "callbacks",
     "data",
     "edge",
     "evaluation",
