@@ -397,7 +397,7 @@ class LatentAutoEncoder(ReconstructionDetector):
                 x_scaled,
                 mu,
                 self.decoder,
-                lambda xs, decoded: gaussian_nll(xs, decoded, logvar_x),
+                lambda xs, z: gaussian_nll(xs, self.decoder(z), logvar_x),
                 self.prior.latent_score,
             )
         raise ValueError(f"unknown score method {method!r}")

@@ -142,12 +142,11 @@ def jacodeco(x, z, decode, nll_fn, latent_nll_fn):
     Args:
         x: inputs (the decoder's units), shape `(batch, ...)`.
         z: encoder means, shape `(batch, latent)`.
-        decode: callable `z -> decoder mean` (differentiated).
-        nll_fn: `(x, decoded) -> -log p(x|z)` per sample, `decoded` being
-            the output of `decode`.
+        decode: callable `z -> decoder mean`, differentiated for `J`.
+        nll_fn: `(x, z) -> -log p(x|z)` per sample.
         latent_nll_fn: `z -> -log p(z)` per sample.
 
     Returns:
         A `(batch,)` tensor.
     """
-    return nll_fn(x, decode(z)) + latent_nll_fn(z) + decoder_log_volume(decode, z)
+    return nll_fn(x, z) + latent_nll_fn(z) + decoder_log_volume(decode, z)
