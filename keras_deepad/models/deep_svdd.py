@@ -360,6 +360,9 @@ class DeepSVDD(AnomalyDetector):
         return collapsed
 
     # ---------------------------------------------------------------- train
+    def call(self, x, training=False):
+        return self.compute_embedding(x, training=training)
+
     def compute_embedding(self, x, training=False):
         """`phi(x)` for a raw input batch."""
         return self.network(self.scaler(x), training=training)

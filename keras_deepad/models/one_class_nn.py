@@ -136,6 +136,9 @@ class OCNN(AnomalyDetector):
         self.rho = self.add_weight(shape=(), initializer="zeros", trainable=False, name="rho")
 
     # ------------------------------------------------------------- pieces
+    def call(self, x, training=False):
+        return self.compute_embedding(x, training=training)
+
     def compute_embedding(self, x, training=False):
         """`g(V x)` for a raw input batch."""
         h = self.encoder(self.scaler(x), training=training)
