@@ -18,6 +18,7 @@ Typical use:
   keras-deepad train --model ae --data breast_cancer --output saved_models/ae.keras
   keras-deepad score --model-file saved_models/ae.keras --data new_data.csv
   keras-deepad export --model-file saved_models/ae.keras --base-dir saved_models
+  keras-deepad group --model vae --data inputs.csv --references 20 --top 10
   keras-deepad export --model-file saved_models/ae.keras --format tflite --quantization int8 \
       --representative-data breast_cancer
   keras-deepad demo
@@ -136,6 +137,9 @@ def train_and_calibrate(args, loaded: LoadedData):
         from keras_deepad.callbacks import KneeEarlyStopping
 
         callbacks.append(KneeEarlyStopping())
+    params = dict(args.param or [])
+    if getattr(args, "score_method", None):
+        params["score_method"] = args.score_method
     start = time.perf_counter()
     model, history = train_detector(
         args.model,
@@ -144,7 +148,7 @@ def train_and_calibrate(args, loaded: LoadedData):
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         seed=args.seed,
-        params=dict(args.param or []),
+        params=params,
         verbose=0 if args.json else (1 if sys.stdout.isatty() else 2),
         callbacks=callbacks,
     )
@@ -162,13 +166,15 @@ def train_and_calibrate(args, loaded: LoadedData):
     return model, info
 
 
-def evaluate_model(model, loaded: LoadedData):
+def evaluate_model(model, loaded: LoadedData, method=None):
     from keras_deepad.evaluation import evaluate_scores
 
     if loaded.y_eval is None:
         return None
-    scores = model.score(loaded.x_eval)
-    return evaluate_scores(loaded.y_eval, scores, threshold=model.threshold)
+    scores = model.score(loaded.x_eval, method=method)
+    # The threshold was calibrated on the model's own score method only.
+    same = method is None or method == model.score_method
+    return evaluate_scores(loaded.y_eval, scores, threshold=model.threshold if same else None)
 
 
 # ----------------------------------------------------------------- commands
@@ -280,8 +286,113 @@ def cmd_evaluate(args):
             "evaluate needs labels: use a built-in data set, a CSV with --label-column, "
             "or an .npz with 'y'."
         )
-    metrics = evaluate_model(model, loaded)
-    _emit(args, {"data": args.data, "metrics": metrics}, _metric_lines(metrics))
+    metrics = evaluate_model(model, loaded, method=args.method)
+    method = args.method or model.score_method
+    _emit(
+        args,
+        {"data": args.data, "score_method": method, "metrics": metrics},
+        [f"score method: {method}", *_metric_lines(metrics)],
+    )
+
+
+def _read_groups(path, n):
+    import numpy as np
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"groups file {path} does not exist.")
+    if path.suffix.lower() == ".npy":
+        groups = np.load(path, allow_pickle=False)
+    else:
+        groups = np.loadtxt(path, dtype=str, delimiter=",", ndmin=1)
+    groups = np.asarray(groups).ravel()
+    if len(groups) != n:
+        raise ValueError(f"{path} has {len(groups)} group labels for {n} inputs.")
+    return groups
+
+
+def cmd_group(args):
+    import numpy as np
+
+    from keras_deepad.evaluation import evaluate_scores
+    from keras_deepad.scores import group_anomalies
+
+    loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
+    x = _eval_input(loaded)
+    groups = None if args.groups is None else _read_groups(args.groups, len(x))
+    if args.model_file:
+        model, source = load_model(args.model_file), args.model_file
+    else:
+        from keras_deepad.registry import train_detector
+
+        model, _ = train_detector(
+            args.model,
+            x,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            params=dict(args.param or []),
+            verbose=0 if args.json else (1 if sys.stdout.isatty() else 2),
+        )
+        source = f"{args.model} trained {args.epochs} epochs on the inputs"
+    result = group_anomalies(
+        model,
+        x,
+        n_references=args.references,
+        aggregate=args.aggregate,
+        groups=groups,
+        seed=args.seed,
+    )
+    ranks = np.empty(len(x), dtype=np.int64)
+    ranks[result.ranking] = np.arange(1, len(x) + 1)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex}")
+        np.savetxt(
+            tmp,
+            np.column_stack([np.arange(len(x)), result.scores, ranks]),
+            delimiter=",",
+            header="index,score,rank",
+            comments="",
+            fmt=["%d", "%.9g", "%d"],
+        )
+        os.replace(tmp, out)
+    top = result.ranking[: args.top]
+    metrics = None if loaded.y_eval is None else evaluate_scores(loaded.y_eval, result.scores)
+    summary = {
+        "model": source,
+        "data": args.data,
+        "n_inputs": len(x),
+        "n_references": args.references,
+        "aggregate": args.aggregate,
+        "top": [{"index": int(i), "score": float(result.scores[i])} for i in top],
+        "metrics": metrics,
+        "output": args.output,
+    }
+    lines = [
+        f"group anomalies of {len(x)} inputs ({loaded.description}); model: {source}",
+        f"{args.references} references, {args.aggregate} distance; most anomalous first:",
+        *(
+            f"  {r + 1:>4}. input {int(i):>6}  score {result.scores[i]:.6g}"
+            for r, i in enumerate(top)
+        ),
+    ]
+    if groups is not None:
+        order = np.argsort(-result.group_scores, kind="stable")
+        summary["groups"] = [
+            {"group": result.groups[i].item(), "score": float(result.group_scores[i])}
+            for i in order
+        ]
+        lines += ["groups, most anomalous first:"] + [
+            f"  {result.groups[i]}: {result.group_scores[i]:.6g}" for i in order[: args.top]
+        ]
+    if metrics is not None:
+        lines += ["against the known labels:", *_metric_lines(metrics)]
+    if args.output:
+        lines.append(f"wrote {len(x)} scores to {args.output}")
+    _emit(args, summary, lines)
 
 
 def _representative_data(args):
@@ -478,6 +589,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to save the model (default saved_models/<model>.keras)",
     )
     p.add_argument(
+        "--score-method",
+        default=None,
+        help="the saved model's score method (default: the preset's; e.g. mse for AE, "
+        "reconstruction_probability or jacodeco for VAE, discriminator for AAE)",
+    )
+    p.add_argument(
         "--knee-stopping",
         action="store_true",
         help="stop 20%% after the knee of the smoothed loss curve (Kneedle); --epochs is "
@@ -500,7 +617,55 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="AUROC, AUPRC, F1, precision@n of a saved model")
     common(p)
     p.add_argument("--model-file", required=True, help="a .keras file written by train")
+    p.add_argument(
+        "--method",
+        default=None,
+        help="score method to evaluate (default: the model's; threshold metrics only for it)",
+    )
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "group",
+        help="group anomalies: rank inputs by distance to references from a generative model",
+        description="Train a generative detector (VAE, AAE, WAE) on all inputs, or load one; "
+        "aggregate its posterior over the inputs (moment matching), decode M references "
+        "and rank every input by its distance to them (keras_deepad.scores.group_anomalies).",
+    )
+    common(p)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model-file", default=None, help="a trained VAE/AAE/WAE .keras file")
+    source.add_argument(
+        "--model", default="vae", help="generative detector to train on the inputs (default vae)"
+    )
+    p.add_argument("--epochs", type=_positive_int, default=50, help="training epochs (default 50)")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="minibatch size")
+    p.add_argument("--learning-rate", type=float, default=None, help="Adam learning rate")
+    p.add_argument(
+        "--param",
+        action="append",
+        type=_parse_param,
+        metavar="KEY=VALUE",
+        help="constructor argument overriding the preset (value as JSON); repeatable",
+    )
+    p.add_argument(
+        "--references", type=_positive_int, default=10, help="M, decoded references (default 10)"
+    )
+    p.add_argument(
+        "--aggregate",
+        choices=["mean", "median", "min", "max"],
+        default="mean",
+        help="combination of the per-reference distances (default mean)",
+    )
+    p.add_argument(
+        "--groups",
+        default=None,
+        help=".npy or one-column text file with a group label per input: groups are ranked too",
+    )
+    p.add_argument(
+        "--top", type=_positive_int, default=20, help="how many inputs to list (default 20)"
+    )
+    p.add_argument("--output", default=None, help="write index,score,rank CSV for every input")
+    p.set_defaults(func=cmd_group)
 
     p = sub.add_parser(
         "export", help="export a saved model for TF Serving (SavedModel) or edge devices (TFLite)"

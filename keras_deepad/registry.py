@@ -139,6 +139,29 @@ _SPECS = [
         "VAE with the percentile loss (q = 0.95) for contaminated training data.",
         {"percentile_loss": 0.95},
     ),
+    DetectorSpec(
+        "aae",
+        "AAE",
+        "Adversarial autoencoder (64-32-8), N(0, I) prior, three optimizers, reconstruction score.",
+    ),
+    DetectorSpec(
+        "aae-mog",
+        "AAE",
+        "Adversarial autoencoder with a 10-component mixture-of-Gaussians prior (2-D latent).",
+        {"latent_dim": 2, "prior": "mog"},
+    ),
+    DetectorSpec(
+        "wae-mmd",
+        "WAE",
+        "Wasserstein autoencoder, MMD penalty (inverse multiquadratic kernels), lambda 1.",
+        {"penalty": "mmd"},
+    ),
+    DetectorSpec(
+        "wae-gan",
+        "WAE",
+        "Wasserstein autoencoder, latent adversary (GAN penalty), lambda 1.",
+        {"penalty": "gan"},
+    ),
 ]
 
 DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in _SPECS}

@@ -30,7 +30,7 @@ class GroupAnomalies:
         scores: `(N,)` aggregate score of every input (higher = more anomalous).
         reference_scores: `(M, N)` distance of every input to each reference.
         ranking: `(N,)` input indices sorted by descending score.
-        references: `(M, S, *feature_shape)` decoded references, input units.
+        references: `(M, *feature_shape)` decoded references, input units.
         posterior_mean, posterior_var: `(latent_dim,)` moments of the
             aggregated posterior the references were drawn from.
         groups: sorted unique group labels (when `groups` was given).
@@ -80,7 +80,6 @@ def group_anomalies(
     model,
     x,
     n_references=10,
-    reference_size=1,
     aggregate="mean",
     metric="euclidean",
     groups=None,
@@ -92,19 +91,21 @@ def group_anomalies(
     1. Encode every input: posterior means `mu_i` and variances `sigma_i^2`
        (zero for a deterministic AAE/WAE encoder).
     2. Moment-match them into one Gaussian (`aggregate_posterior`).
-    3. For each of the `n_references` references, draw `reference_size`
-       codes from it and decode them (decoder mean, normalised units).
-    4. Score input `j` against reference `m` by the distance from `x_j` to
-       the nearest decoded point of the reference (with `reference_size=1`,
-       the distance to the single decoded `X_m`), in the model's normalised
-       units; aggregate over references.
+    3. For each of the `n_references` references, draw a code from it and
+       decode it (decoder mean, normalised units): the reference `X_m`.
+    4. Score input `j` against reference `m` by the distance `d(X_m, x_j)`
+       in the model's normalised units; aggregate over the references.
+
+    A planted group far from the bulk of the data ranks first with the mean
+    aggregate (the default); `"min"` (distance to the closest reference)
+    can miss a group the model has learned to decode, since the
+    aggregated posterior covers it too.
 
     Args:
         model: a trained `VAE`, `AAE` or `WAE` (trained on all of `x`:
             the method is unsupervised).
         x: the inputs (anything the model's `score` accepts except datasets).
         n_references: M, the number of references.
-        reference_size: decoded samples per reference (1 in the lecture).
         aggregate: combination of the per-reference scores: `"mean"`,
             `"median"`, `"min"` (distance to the closest reference) or `"max"`.
         metric: `"euclidean"` or `"sqeuclidean"`.
@@ -129,8 +130,6 @@ def group_anomalies(
     _check_model(model)
     if int(n_references) < 1:
         raise ValueError(f"n_references must be >= 1. Received: n_references={n_references}")
-    if int(reference_size) < 1:
-        raise ValueError(f"reference_size must be >= 1. Received: reference_size={reference_size}")
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}. Received: {aggregate!r}")
     if metric not in METRICS:
@@ -153,26 +152,23 @@ def group_anomalies(
             )
     mean, variance = aggregate_posterior(encoded[:, :latent_dim], encoded[:, latent_dim:])
 
-    m, s = int(n_references), int(reference_size)
+    m = int(n_references)
     rng = np.random.default_rng(seed)
-    codes = (mean + np.sqrt(variance) * rng.standard_normal((m * s, latent_dim))).astype("float32")
+    codes = (mean + np.sqrt(variance) * rng.standard_normal((m, latent_dim))).astype("float32")
     decoded = np.asarray(model.decoder_mean(model.decoder(codes)))  # normalised units
     feature_shape = tuple(model.feature_shape)
-    refs = decoded.reshape(m, s, -1)
+    refs = decoded.reshape(m, -1).astype(np.float64)
 
     scaled = model._batched(
         x, model._compiled(("scaled_inputs",), model.scaler), batch_size, feature_shape
     ).reshape(n, -1)
-    # Squared distances to every decoded point, nearest point per reference.
-    flat = refs.reshape(m * s, -1).astype(np.float64)
-    ref_sq = np.sum(np.square(flat), axis=1)
+    ref_sq = np.sum(np.square(refs), axis=1)
     reference_scores = np.empty((m, n))
-    chunk = max(1, 2**22 // max(1, m * s))
+    chunk = max(1, 2**22 // m)
     for start in range(0, n, chunk):
         block = scaled[start : start + chunk].astype(np.float64)
-        d2 = np.sum(np.square(block), axis=1)[:, None] + ref_sq[None] - 2.0 * block @ flat.T
-        d2 = np.maximum(d2, 0.0).reshape(len(block), m, s).min(axis=2)
-        reference_scores[:, start : start + chunk] = d2.T
+        d2 = np.sum(np.square(block), axis=1)[:, None] + ref_sq[None] - 2.0 * block @ refs.T
+        reference_scores[:, start : start + chunk] = np.maximum(d2, 0.0).T
     if metric == "euclidean":
         reference_scores = np.sqrt(reference_scores)
     scores = getattr(np, aggregate)(reference_scores, axis=0)
@@ -183,7 +179,7 @@ def group_anomalies(
         group_ids, inverse = np.unique(groups, return_inverse=True)
         group_scores = np.bincount(inverse, weights=scores) / np.bincount(inverse)
         group_ranking = group_ids[np.argsort(-group_scores, kind="stable")]
-    references = np.asarray(model.scaler.inverse(decoded)).reshape(m, s, *feature_shape)
+    references = np.asarray(model.scaler.inverse(decoded)).reshape(m, *feature_shape)
     return GroupAnomalies(
         scores=scores.astype(np.float32),
         reference_scores=reference_scores.astype(np.float32),
