@@ -35,6 +35,8 @@ class WAE(LatentAutoEncoder):
     on MNIST corresponds to `lambda = 10 / (0.05 * 784) ~ 0.26` here.
 
     The encoder is deterministic by default (`stochastic_encoder=False`).
+    Under `tf.distribute`, every loss is divided by the number of replicas
+    and each replica estimates the MMD on its share of the batch.
     Metrics: `loss` (the whole objective), `reconstruction_loss`, `penalty`
     (MMD^2, or the generator BCE for GAN) and, for GAN,
     `discriminator_loss` and `discriminator_accuracy`.
