@@ -12,6 +12,7 @@ from keras_deepad.losses import (
 )
 from keras_deepad.models.auto_encoder import ReconstructionDetector, _check_latent_dim
 from keras_deepad.networks import build_decoder, build_encoder
+from keras_deepad.scores import generative as generative_scores
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 DECODER_VARIANCES = ("feature", "scalar", "fixed")
@@ -53,7 +54,10 @@ class VAE(ReconstructionDetector):
         score_method: `"reconstruction"` (squared error of the decoder mean
             at `z = mu`), `"reconstruction_probability"`
             (`-(1/L) sum_l log p(x|z_l)`, `z_l ~ q(z|x)`), `"elbo"` (negative
-            ELBO with beta = 1) or `"latent"` (`-log N(mu; 0, I)`). The
+            ELBO with beta = 1), `"latent"` (`-log N(mu; 0, I)`) or
+            `"jacodeco"` (`-(log p(x|mu) + log N(mu; 0, I) - sum_i log s_i)`,
+            `s_i` the singular values of the decoder-mean Jacobian at `mu`;
+            see `keras_deepad.scores.jacodeco`). The
             Monte-Carlo scores use the same L standard-normal draws for every
             sample (fixed by `seed`), so scores are deterministic and do not
             depend on batching.
@@ -71,7 +75,7 @@ class VAE(ReconstructionDetector):
         better?", arXiv:1905.11890.
     """
 
-    score_methods = ("reconstruction", "reconstruction_probability", "elbo", "latent")
+    score_methods = ("reconstruction", "reconstruction_probability", "elbo", "latent", "jacodeco")
     default_score_method = "reconstruction"
 
     def __init__(
@@ -237,6 +241,14 @@ class VAE(ReconstructionDetector):
             return reconstruction_error(x_scaled, x_hat, "mse")
         if method == "latent":
             return standard_normal_nll(mu)
+        if method == "jacodeco":
+            return generative_scores.jacodeco(
+                x_scaled,
+                mu,
+                lambda z: self.decoder_mean(self.decoder(z)),
+                lambda xs, z: self.log_likelihood_nll(xs, self.decoder(z)),
+                standard_normal_nll,
+            )
         nll = self._mc_nll(x_scaled, mu, logvar)
         if method == "reconstruction_probability":
             return nll

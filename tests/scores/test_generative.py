@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from keras_deepad.losses import gaussian_nll, standard_normal_nll
-from keras_deepad.models import AAE, WAE
+from keras_deepad.models import AAE, VAE, WAE
 from keras_deepad.priors import SampledPrior
 from keras_deepad.scores import (
     decoder_log_volume,
@@ -205,3 +205,22 @@ def test_score_methods_follow_the_model():
     assert "jacodeco" not in no_density.score_methods
     with pytest.raises(ValueError, match="score_method must be one of"):
         WAE(score_method="discriminator")
+
+
+def test_vae_jacodeco_matches_numpy(blobs):
+    keras.utils.set_random_seed(0)
+    encoder = keras.Sequential([keras.Input((16,)), keras.layers.Dense(4)])  # mu and logvar
+    decoder = tiny_decoder(2, 16, seed=1)
+    model = VAE(latent_dim=2, encoder=encoder, decoder=decoder, seed=0)
+    model.fit(blobs.x_train[:256], epochs=1, batch_size=64, verbose=0)
+    x = blobs.x_test[:12]
+    xs = np.asarray(model.scaler(x), np.float64)
+    mu = np.asarray(model.encode(x), np.float64)
+    out, jac = numpy_decoder_and_jacobian(model.decoder, mu)
+    logvar = np.clip(np.asarray(model.decoder_logvar, np.float64), -10, 10)
+    expected = (
+        numpy_gaussian_nll(xs, out, logvar)
+        - stats.multivariate_normal(np.zeros(2), np.eye(2)).logpdf(mu)
+        + np.log(np.linalg.svd(jac, compute_uv=False)).sum(axis=1)
+    )
+    np.testing.assert_allclose(model.score(x, method="jacodeco"), expected, rtol=2e-4)
