@@ -106,6 +106,18 @@ def test_wae_mmd_has_one_optimizer_and_no_discriminator(blobs):
         WAE(discriminator=keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)]))
 
 
+def test_robust_training_options_apply(blobs):
+    from keras_deepad.callbacks import CumulativeErrorScoring, KneeEarlyStopping
+
+    x = blobs.x_train[:128]
+    model = WAE(hidden_units=(8,), latent_dim=2, percentile_loss=0.9, seed=0)
+    assert model.get_config()["percentile_loss"] == 0.9
+    ces = CumulativeErrorScoring(x)
+    history = model.fit(x, epochs=3, batch_size=64, verbose=0, callbacks=[ces, KneeEarlyStopping()])
+    assert ces.errors.shape == (len(history.history["loss"]), len(x))
+    np.testing.assert_allclose(ces.errors[-1], model.score(x), rtol=1e-6)
+
+
 def test_lambda_weights_the_penalty(blobs):
     x = blobs.x_test[:64]
     logs = {}
