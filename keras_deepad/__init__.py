@@ -14,6 +14,8 @@ _LAZY = {
     "VAE": "keras_deepad.models",
     "DeepSVDD": "keras_deepad.models",
     "OCNN": "keras_deepad.models",
+    "AAE": "keras_deepad.models",
+    "WAE": "keras_deepad.models",
     "PyODDetector": "keras_deepad.sklearn_api",
     "evaluate_scores": "keras_deepad.evaluation",
     "get_detector": "keras_deepad.registry",
@@ -30,7 +32,9 @@ _SUBMODULES = {
     "losses",
     "models",
     "networks",
+    "priors",
     "registry",
+    "scores",
     "sklearn_api",
     "utils",
 }
