@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -25,6 +24,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from keras_deepad.data import load_builtin  # noqa: E402
@@ -54,17 +54,6 @@ def method_aurocs(name, data, epochs, seed):
         method: roc_auc_score(data.y_test, model.score(data.x_test, method=method))
         for method in model.score_methods
     }
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _table(title, results):

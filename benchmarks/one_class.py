@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from keras_deepad.data import load_builtin  # noqa: E402
@@ -31,17 +31,6 @@ MODELS = ("deep-svdd", "deep-svdd-soft", "ocnn", "ocnn-sigmoid", "ae")
 def auroc(name, data, epochs, seed):
     model, _ = train_detector(name, data.x_train, epochs=epochs, seed=seed, verbose=0)
     return roc_auc_score(data.y_test, model.score(data.x_test))
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv=None):

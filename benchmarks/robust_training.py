@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import sys
 import time
@@ -39,6 +38,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from keras_deepad.callbacks import CumulativeErrorScoring, KneeEarlyStopping  # noqa: E402
@@ -128,17 +128,6 @@ def run(x_train, y_train, x_test, y_test, epochs, seed, percentile, knee):
         "test": roc_auc_score(y_test, model.score(x_test)),
         "epochs": len(history.history["loss"]),
     }
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _cell(values):

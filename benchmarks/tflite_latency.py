@@ -35,6 +35,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 import keras_deepad  # noqa: E402
@@ -45,17 +46,6 @@ from keras_deepad.registry import DETECTORS, train_detector  # noqa: E402
 
 FAMILIES = ("ae", "vae", "deep-svdd", "ocnn", "aae", "wae")
 FORMATS = ("float32", "float16", "dynamic-int8", "int8")
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def folder_size(path):
