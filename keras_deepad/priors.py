@@ -11,6 +11,7 @@ comes back with its prior.
 
 from __future__ import annotations
 
+import abc
 import math
 
 import keras
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 
-class Prior:
+class Prior(abc.ABC):
     """Base class of latent priors.
 
     Subclasses define `sample(n, dim, seed)` returning a float32 tensor of
@@ -39,19 +40,20 @@ class Prior:
 
     has_log_prob = True
 
+    @abc.abstractmethod
     def sample(self, n, dim, seed=None):
-        raise NotImplementedError
+        """`n` draws of dimension `dim`, a float32 tensor of shape `(n, dim)`."""
 
     def log_prob(self, z):
-        raise NotImplementedError(f"{type(self).__name__} has no log_prob.")
+        raise ValueError(f"{type(self).__name__} has no log_prob (no density).")
 
     def latent_score(self, z):
         """`-log p(z)` per sample, the latent anomaly score (higher = less likely)."""
         return -self.log_prob(z)
 
+    @abc.abstractmethod
     def variance(self, dim):
         """Average per-dimension variance of the prior in `dim` dimensions."""
-        raise NotImplementedError
 
     def get_config(self):
         return {}
