@@ -144,8 +144,8 @@ def report(results, args, seconds):
         "Command: `" + " ".join(["python benchmarks/tflite_latency.py", *sys.argv[1:]]) + "`",
         f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), no GPU; Python "
         f"{platform.python_version()}, TensorFlow {tf.__version__}, keras_deepad "
-        f"{keras_deepad.__version__}; total {seconds:.0f} s. Other jobs shared the cores, so "
-        "latencies are indicative.",
+        f"{keras_deepad.__version__}; total {seconds:.0f} s; 1-minute load average "
+        f"{os.getloadavg()[0]:.1f} at the end (latencies are only comparable at low load).",
         "",
         f"Data: `{args.data}` (normal training split, {args.epochs} epochs, each family's "
         "registered preset; threshold at 5% false positives). int8 is calibrated on the "
