@@ -116,12 +116,15 @@ class AAE(LatentAutoEncoder):
         }
 
     def _record(self, rec_loss, per_sample, d_loss, g_loss, accuracy):
-        self.loss_tracker.update_state(rec_loss)
-        self.reconstruction_tracker.update_state(ops.mean(per_sample))
-        self.discriminator_tracker.update_state(d_loss)
-        self.generator_tracker.update_state(g_loss)
-        self.accuracy_tracker.update_state(accuracy)
-        return {m.name: m.result() for m in self.metrics}
+        return self._update_trackers(
+            rec_loss,
+            {
+                "reconstruction_loss": per_sample,
+                "discriminator_loss": d_loss,
+                "generator_loss": g_loss,
+                "discriminator_accuracy": accuracy,
+            },
+        )
 
     def train_step(self, data):
         x_scaled = self._unpack(data)

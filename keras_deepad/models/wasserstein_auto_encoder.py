@@ -147,13 +147,10 @@ class WAE(LatentAutoEncoder):
         return z, x_hat, per_sample, rec_loss, penalty, rec_loss + self.lambda_ * penalty
 
     def _record(self, loss, per_sample, penalty, d_loss=None, accuracy=None):
-        self.loss_tracker.update_state(loss)
-        self.reconstruction_tracker.update_state(ops.mean(per_sample))
-        self.penalty_tracker.update_state(penalty)
+        parts = {"reconstruction_loss": per_sample, "penalty": penalty}
         if d_loss is not None:
-            self.discriminator_tracker.update_state(d_loss)
-            self.accuracy_tracker.update_state(accuracy)
-        return {m.name: m.result() for m in self.metrics}
+            parts.update(discriminator_loss=d_loss, discriminator_accuracy=accuracy)
+        return self._update_trackers(loss, parts)
 
     def train_step(self, data):
         x_scaled = self._unpack(data)
