@@ -326,17 +326,21 @@ class DeepSVDD(AnomalyDetector):
 
     def update_radius(self, x):
         """Sets R to the `(1 - nu)` quantile of `||phi(x) - c||` over `x`."""
-        distances = np.sqrt(np.maximum(self.score(x, method="distance"), 0.0))
-        radius = float(np.quantile(distances.astype(np.float64), 1.0 - self.nu))
+        return self._set_radius(self.score(x, method="distance"))
+
+    def _set_radius(self, squared_distances):
+        distances = np.sqrt(np.maximum(squared_distances.astype(np.float64), 0.0))
+        radius = float(np.quantile(distances, 1.0 - self.nu))
         self.radius.assign(radius)
         object.__setattr__(self, "_radius_set", True)
         return radius
 
     def finish_training(self):
-        x = self._train_x
+        # One scoring pass of the final network serves the radius and the collapse guard.
+        distances = self.score(self._train_x, method="distance")
         if self.objective == "soft-boundary" and not self._radius_set:
-            self.update_radius(x)
-        self.check_collapse(x)
+            self._set_radius(distances)
+        self._warn_if_collapsed(distances)
         object.__setattr__(self, "_train_x", None)
 
     def check_collapse(self, x):
@@ -345,7 +349,10 @@ class DeepSVDD(AnomalyDetector):
         Returns:
             True when the network has collapsed.
         """
-        distances = self.score(x, method="distance").astype(np.float64)
+        return self._warn_if_collapsed(self.score(x, method="distance"))
+
+    def _warn_if_collapsed(self, squared_distances):
+        distances = squared_distances.astype(np.float64)
         spread, mean = float(np.std(distances)), float(np.mean(distances))
         collapsed = spread <= self.collapse_tolerance * abs(mean) + 1e-8
         if collapsed:
@@ -355,7 +362,7 @@ class DeepSVDD(AnomalyDetector):
                 "scores cannot separate anything. Use a bias-free network with unbounded "
                 "activations, keep pretraining on, or lower the learning rate.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         return collapsed
 

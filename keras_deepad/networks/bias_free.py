@@ -12,6 +12,8 @@ import math
 
 import keras
 
+from keras_deepad.networks.conv import crop_to
+
 #: Activations with a bounded range: a network ending in one can be constant.
 BOUNDED_ACTIVATIONS = frozenset(
     {
@@ -148,10 +150,7 @@ def build_bias_free_conv_decoder(
         use_bias=False,
         name="output",
     )(h)
-    crop_h, crop_w = h0 * factor - height, w0 * factor - width
-    if crop_h or crop_w:
-        h = keras.layers.Cropping2D(((0, crop_h), (0, crop_w)))(h)
-    return keras.Model(inputs, h, name=name)
+    return keras.Model(inputs, crop_to(h, height, width), name=name)
 
 
 def _activation_name(layer):

@@ -11,6 +11,14 @@ def _check_image_shape(shape, what):
         )
 
 
+def crop_to(h, height, width):
+    """Crops an upsampled map `h` (bottom and right) to `height x width`."""
+    crop_h, crop_w = int(h.shape[1]) - height, int(h.shape[2]) - width
+    if crop_h or crop_w:
+        h = keras.layers.Cropping2D(((0, crop_h), (0, crop_w)))(h)
+    return h
+
+
 def build_conv_encoder(
     input_shape,
     output_dim,
@@ -88,7 +96,4 @@ def build_conv_decoder(
         use_bias=use_bias,
         name="output",
     )(h)
-    crop_h, crop_w = h0 * factor - height, w0 * factor - width
-    if crop_h or crop_w:
-        h = keras.layers.Cropping2D(((0, crop_h), (0, crop_w)))(h)
-    return keras.Model(inputs, h, name=name)
+    return keras.Model(inputs, crop_to(h, height, width), name=name)
