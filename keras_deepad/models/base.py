@@ -26,6 +26,20 @@ def _replicas() -> int:
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+class FittedStateCallback(keras.callbacks.Callback):
+    """Calls the detector's `update_fitted_state(epoch)` / `finish_training()` hooks."""
+
+    def __init__(self, detector):
+        super().__init__()
+        self.detector = detector
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.detector.update_fitted_state(epoch)
+
+    def on_train_end(self, logs=None):
+        self.detector.finish_training()
+
+
 @keras.saving.register_keras_serializable(package="keras_deepad")
 class AnomalyDetector(keras.Model):
     """Base class of all detectors: fit, score, calibrate, flag.
@@ -226,7 +240,9 @@ class AnomalyDetector(keras.Model):
     def prepare_training(self, x, batch_size=None, verbose="auto"):
         """Hook run by `fit` after compiling, before training (pretraining, fitted state).
 
-        Returns a list of Keras callbacks that `fit` runs before the user's.
+        Returns a list of Keras callbacks that `fit` runs before the user's
+        (e.g. `FittedStateCallback(self)`, which calls the detector's
+        `update_fitted_state(epoch)` and `finish_training()`).
         """
         return []
 

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_deepad.models.base import AnomalyDetector
+from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
 from keras_deepad.networks.bias_free import (
     build_bias_free_conv,
     build_bias_free_conv_decoder,
@@ -29,20 +29,6 @@ def adjust_center(center, eps=CENTER_EPS):
     center[small & (center < 0)] = -eps
     center[small & (center >= 0)] = eps
     return center
-
-
-class FittedStateCallback(keras.callbacks.Callback):
-    """Calls the detector's `update_fitted_state(epoch)` / `finish_training()` hooks."""
-
-    def __init__(self, detector):
-        super().__init__()
-        self.detector = detector
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.detector.update_fitted_state(epoch)
-
-    def on_train_end(self, logs=None):
-        self.detector.finish_training()
 
 
 def weight_penalty(variables):

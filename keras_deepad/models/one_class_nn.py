@@ -4,8 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_deepad.models.base import AnomalyDetector
-from keras_deepad.models.deep_svdd import FittedStateCallback, weight_penalty
+from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
+from keras_deepad.models.deep_svdd import weight_penalty
 
 ACTIVATIONS = ("linear", "sigmoid")
 
