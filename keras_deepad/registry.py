@@ -162,6 +162,14 @@ _SPECS = [
         "Wasserstein autoencoder, latent adversary (GAN penalty), lambda 1.",
         {"penalty": "gan"},
     ),
+    DetectorSpec(
+        "ensemble",
+        "DetectorEnsemble",
+        "Robust ensemble (ROBOD): 3 AEs, a VAE, Deep SVDD and OC-NN (default_members), "
+        "each score median/IQR-standardised on the training data, averaged.",
+        {"standardization": "robust"},
+        {"batch_size": 64},
+    ),
 ]
 
 DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in _SPECS}

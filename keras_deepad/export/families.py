@@ -3,7 +3,8 @@
 An export needs three things from a detector, and they differ by family:
 
 - **extra SavedModel signatures** on the raw input `x` (`reconstruct` and
-  `feature_scores` for reconstruction models, `embed` for one-class models);
+  `feature_scores` for reconstruction models, `embed` for one-class models,
+  `member_scores` for ensembles);
 - the **graph score** written into `serving_default` and the float TFLite
   files. It is `model.compute_scores(x, method)` unless the family needs a
   TFLite-compatible rewrite (the VAE's Monte-Carlo scores draw fixed noise
@@ -92,11 +93,14 @@ class ExportFamily:
             no host-scored (int8) export for that method.
         graph_score: `(model, score_method) -> fn(x) -> scores`, the score
             written into `serving_default` (must convert to TFLite builtins).
+        no_head_hint: what to use instead, said when `edge_head` returns
+            `None` (default: how to register a family with a head).
     """
 
     endpoints: Callable = no_endpoints
     edge_head: Callable = no_head
     graph_score: Callable = default_graph_score
+    no_head_hint: str = ""
 
 
 # ------------------------------------------------------------------ pieces
@@ -229,6 +233,36 @@ def vae_head(model, method):
     return EdgeHead(fn=head, scoring=scoring)
 
 
+# --------------------------------------------------------------- ensemble
+ENSEMBLE_NO_HEAD_HINT = (
+    "an ensemble is scored in one graph that combines its members' scores, and int8 "
+    "exports are scored on the host; export it with quantization='float32', 'float16' or "
+    "'dynamic-int8' (scoring='graph', which keras_deepad.edge also runs), or export each "
+    "member on its own for int8"
+)
+
+
+def _ensemble_member_scores(model):
+    """`fn(x) -> (batch, n_members)`: each member's own graph score, standardised."""
+    member_fns = [family_of(m)[1].graph_score(m, m.score_method) for m in model.members]
+    return lambda x: model.compute_member_scores(x, member_fns)
+
+
+def ensemble_endpoints(model) -> dict:
+    member_scores = _ensemble_member_scores(model)
+    endpoints = {"member_scores": lambda x: {"member_scores": member_scores(x)}}
+    if model.has_feature_scores:
+        endpoints["feature_scores"] = lambda x: {
+            "feature_scores": model.compute_feature_scores(x)
+        }
+    return endpoints
+
+
+def ensemble_graph_score(model, method):
+    member_scores = _ensemble_member_scores(model)
+    return lambda x: model.combine_scores(member_scores(x), method)
+
+
 # ------------------------------------------------------------------- table
 #: Class name -> export family. Looked up along the detector's MRO.
 EXPORT_FAMILIES: dict[str, ExportFamily] = {
@@ -237,6 +271,9 @@ EXPORT_FAMILIES: dict[str, ExportFamily] = {
     "VAE": ExportFamily(reconstruction_endpoints, vae_head, vae_graph_score),
     "DeepSVDD": ExportFamily(embedding_endpoints, hypersphere_head),
     "OCNN": ExportFamily(embedding_endpoints, margin_head),
+    "DetectorEnsemble": ExportFamily(
+        ensemble_endpoints, no_head, ensemble_graph_score, ENSEMBLE_NO_HEAD_HINT
+    ),
 }
 
 

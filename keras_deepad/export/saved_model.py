@@ -64,10 +64,13 @@ def edge_head(model):
     family_name, family = family_of(model)
     head = family.edge_head(model, model.score_method)
     if head is None:
+        hint = family.no_head_hint or (
+            "register an export family with an edge_head for it "
+            "(keras_deepad.export.register_export_family)"
+        )
         return None, (
             f"the {family_name} export family has no host-scored head for "
-            f"score_method={model.score_method!r}; register an export family with an edge_head "
-            "for it (keras_deepad.export.register_export_family)"
+            f"score_method={model.score_method!r}; {hint}"
         )
     probe = _probe_inputs(model)
     want = keras.ops.convert_to_numpy(model.compute_scores(tf.constant(probe), model.score_method))
@@ -174,7 +177,9 @@ def export_saved_model(model, base_dir="saved_models", name=None, version=None, 
     - the detector family's extra signatures (`keras_deepad.export.families`):
       `reconstruct` -> `reconstruction` and `feature_scores` ->
       `feature_scores` (per-feature squared errors, normalised units) for
-      reconstruction models, `embed` -> `embedding` for Deep SVDD and OC-NN;
+      reconstruction models, `embed` -> `embedding` for Deep SVDD and OC-NN,
+      `member_scores` -> `member_scores` (standardised, one column per member)
+      for a `DetectorEnsemble`;
     - `edge_head` (input `x_normalized`, already normalised) -> the tensors
       the full-integer TFLite export runs, when the family defines a head for
       the model's score method (the score is then finished on the host as

@@ -4,6 +4,7 @@ from keras_deepad.models.adversarial_auto_encoder import AAE
 from keras_deepad.models.auto_encoder import AE, ReconstructionDetector
 from keras_deepad.models.base import AnomalyDetector
 from keras_deepad.models.deep_svdd import DeepSVDD
+from keras_deepad.models.ensemble import DetectorEnsemble, default_members
 from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder
 from keras_deepad.models.one_class_nn import OCNN
 from keras_deepad.models.vae import VAE
@@ -14,9 +15,11 @@ __all__ = [
     "AE",
     "AnomalyDetector",
     "DeepSVDD",
+    "DetectorEnsemble",
     "LatentAutoEncoder",
     "OCNN",
     "ReconstructionDetector",
     "VAE",
     "WAE",
+    "default_members",
 ]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_deepad.models import AAE, AE, VAE, WAE, ReconstructionDetector
+from keras_deepad.models import AAE, AE, VAE, WAE, DetectorEnsemble, ReconstructionDetector
 from keras_deepad.registry import get_detector
 from tests import contract
 
@@ -23,6 +23,14 @@ FACTORIES = {
     "aae": lambda: AAE(hidden_units=(32, 16), latent_dim=4, seed=0),
     "wae-mmd": lambda: WAE(hidden_units=(32, 16), latent_dim=4, seed=0),
     "wae-gan": lambda: WAE(penalty="gan", hidden_units=(32, 16), latent_dim=4, seed=0),
+    "ensemble": lambda: get_detector(
+        "ensemble",
+        members=[
+            AE(hidden_units=(16,), latent_dim=4, seed=0),
+            get_detector("deep-svdd", hidden_units=(16,), rep_dim=8, pretrain_epochs=1, seed=0),
+        ],
+        seed=0,
+    ),
 }
 
 
@@ -72,6 +80,17 @@ def test_bad_input(trained, blobs):
 
 def test_feature_scores_and_reconstruction(trained, blobs):
     x = blobs.x_test[:40]
+    if isinstance(trained, DetectorEnsemble):
+        # An ensemble exposes its standardised member scores; its score combines them.
+        member_scores = trained.member_scores(x)
+        assert member_scores.shape == (len(x), len(trained.members))
+        np.testing.assert_allclose(
+            trained.member_scores(x, batch_size=7), member_scores, rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            trained.score(x), member_scores.mean(axis=1), rtol=1e-5, atol=1e-5
+        )
+        return
     if not isinstance(trained, ReconstructionDetector):
         # One-class detectors expose their representation instead.
         embedding = trained.embed(x)

@@ -1,0 +1,498 @@
+"""An ensemble of detectors with standardised, combined scores (ROBOD-style, Ding et al. 2022)."""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_deepad.models.auto_encoder import AE
+from keras_deepad.models.base import AnomalyDetector
+from keras_deepad.models.deep_svdd import DeepSVDD
+from keras_deepad.models.one_class_nn import OCNN
+from keras_deepad.models.vae import VAE
+
+STANDARDIZATIONS = ("robust", "zscore")
+COMBINES = ("mean", "max")
+#: A member whose training-score spread is at most this (relative to its location) is
+#: degenerate: it is scaled by 1 (and a warning says so) instead of divided by ~0.
+_MIN_RELATIVE_SCALE = 1e-6
+_NO_JOINT_OBJECTIVE = (
+    "DetectorEnsemble has no joint objective: fit() trains each member with its own "
+    "objective; evaluate the members instead ([m.evaluate(x) for m in ensemble.members])."
+)
+
+
+def default_members(seed=None) -> list:
+    """The members of `DetectorEnsemble()`: one list, the one place to retune.
+
+    Diverse on purpose: reconstruction (three autoencoders that differ only
+    in their random initialisation), a generative score (VAE reconstruction
+    probability) and two one-class objectives (Deep SVDD, OC-NN).
+
+    Args:
+        seed: `None`, or an int from which each member's seed is derived.
+
+    Returns:
+        A new list of new, untrained detectors.
+    """
+
+    def member_seed(offset):
+        return None if seed is None else int(seed) + offset
+
+    return [
+        AE(normalization="standard", seed=member_seed(0)),
+        AE(normalization="standard", seed=member_seed(1)),
+        AE(normalization="standard", seed=member_seed(2)),
+        VAE(score_method="reconstruction_probability", seed=member_seed(3)),
+        DeepSVDD(seed=member_seed(4)),
+        OCNN(seed=member_seed(5)),
+    ]
+
+
+def _check_members(members) -> list:
+    if isinstance(members, AnomalyDetector) or not isinstance(members, list | tuple):
+        raise ValueError(
+            "members must be a list of detectors (AnomalyDetector instances). "
+            f"Received: members of type {type(members).__name__}"
+        )
+    members = list(members)
+    if not members:
+        raise ValueError("members must hold at least one detector. Received: members=[]")
+    for i, member in enumerate(members):
+        if isinstance(member, type) and issubclass(member, AnomalyDetector):
+            raise ValueError(
+                f"members[{i}] is the class {member.__name__}, not a detector: pass an instance "
+                f"such as {member.__name__}()."
+            )
+        if not isinstance(member, AnomalyDetector):
+            raise ValueError(
+                f"members[{i}] is not a keras_deepad detector (an AnomalyDetector instance). "
+                f"Received: {type(member).__name__}"
+            )
+    seen = {}
+    for i, member in enumerate(members):
+        if id(member) in seen:
+            raise ValueError(
+                f"members[{i}] is the same detector object as members[{seen[id(member)]}]: "
+                "each member must be its own instance."
+            )
+        seen[id(member)] = i
+    shapes = {
+        i: member.feature_shape
+        for i, member in enumerate(members)
+        if member.built and member.feature_shape is not None
+    }
+    if len(set(shapes.values())) > 1:
+        described = ", ".join(f"members[{i}] {shape}" for i, shape in shapes.items())
+        raise ValueError(
+            "members were built for samples of different shapes; an ensemble's members must "
+            f"all read the same samples. Received: {described}"
+        )
+    return members
+
+
+def _location_scale(scores, standardization):
+    """`(location, scale, kind of scale)` of one member's training scores."""
+    if standardization == "robust":
+        q25, location, q75 = np.quantile(scores, [0.25, 0.5, 0.75])
+        scale, kind = q75 - q25, "IQR"
+    else:
+        location, scale, kind = np.mean(scores), np.std(scores), "standard deviation"
+    floor = _MIN_RELATIVE_SCALE * max(1.0, abs(float(location)))
+    if scale <= floor and standardization == "robust" and np.std(scores) > floor:
+        scale, kind = np.std(scores), "standard deviation (the IQR is 0)"
+    if scale <= floor:
+        return float(location), 1.0, None
+    return float(location), float(scale), kind
+
+
+def _plain(value):
+    """Tuples as lists, recursively: a config equals itself after a JSON round trip."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _copy_optimizer(optimizer):
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        return type(optimizer).from_config(optimizer.get_config())
+    return keras.optimizers.get(optimizer)
+
+
+@keras.saving.register_keras_serializable(package="keras_deepad")
+class DetectorEnsemble(AnomalyDetector):
+    """An ensemble of detectors whose standardised scores are combined.
+
+    Deep detectors are sensitive to their hyperparameters and random
+    initialisation, and unsupervised anomaly detection has no labels to
+    choose them with. Following ROBOD, the ensemble trains several detectors
+    (different families, architectures, seeds) on the same data and
+    combines their scores, which reduces the dependence on any single
+    choice. Scores of different detectors live on different scales (a
+    squared error, a negative log-likelihood, a margin), so each member's
+    score is first standardised with statistics of its own scores on the
+    training data:
+
+    `z_i(x) = (s_i(x) - location_i) / scale_i`, and
+    `score(x) = mean_i z_i(x)` (`combine="mean"`) or `max_i z_i(x)`
+    (`combine="max"`).
+
+    With `standardization="robust"` the location is the median and the
+    scale the interquartile range (IQR) of member i's training scores (a
+    few anomalies in the training data barely move them); with `"zscore"`
+    the mean and standard deviation. A member whose training scores have no
+    spread is scaled by 1 (with a `RuntimeWarning`). The locations and
+    scales are fitted state: non-trainable weights, saved with the model and
+    in every export.
+
+    `fit(x, epochs, batch_size, ...)` trains every member with its own
+    `fit` (same data, epochs, batch size and verbosity; each member keeps
+    its own objective, pretraining and fitted state such as the Deep SVDD
+    centre or the OC-NN `r`), then calls `fit_standardization(x)`.
+    `fit` takes no `callbacks`: a callback instance would watch each
+    member's training in turn, so early stopping, checkpoints and logs
+    would mix members. To train members with callbacks (or to combine
+    members trained elsewhere), fit them yourself, build the ensemble from
+    them and call `fit_standardization(x_train)` instead of `fit`.
+
+    `compile(optimizer)` compiles every member with its own copy of the
+    optimizer; the ensemble itself holds none. Uncompiled members get Adam
+    from their own `fit`.
+
+    Exports (`keras_deepad.export`) are one graph: the SavedModel and the
+    float TFLite files (`"float32"`, `"float16"`, `"dynamic-int8"`) compute
+    every member's exported score and combine them. Full-integer TFLite
+    (`"int8"`, scored on the host) is refused: export the members on their
+    own for that.
+
+    Args:
+        members: a list of detectors (instances of `AnomalyDetector`
+            subclasses, trained or not; each object at most once). `None`:
+            `default_members(seed)`.
+        standardization: `"robust"` (median / IQR) or `"zscore"`
+            (mean / standard deviation) of each member's training scores.
+        combine: `"mean"` (default) or `"max"` of the standardised member
+            scores: the ensemble's `score_method` (`score(x, method=...)`
+            applies either rule, from the same fitted state).
+        normalization: must be `None`: each member normalises its own input.
+        score_method: the base detector's name for `combine` (as the command
+            line's `--score-method` passes it); must agree with `combine`
+            when both are given.
+        seed: seed of `default_members` (unused with explicit `members`).
+
+    Example:
+        >>> members = [AE(seed=0), AE(seed=1), VAE(), DeepSVDD()]
+        >>> model = DetectorEnsemble(members, standardization="robust")
+        >>> model.fit(x_train, epochs=30, batch_size=64)
+        >>> model.calibrate(x_train, contamination=0.05)
+        >>> scores = model.score(x_test)            # mean of standardised scores
+        >>> per_member = model.member_scores(x_test)  # (n_samples, n_members)
+
+    Reference:
+        Ding, Zhao, Akoglu, "Hyperparameter Sensitivity in Deep Outlier
+        Detection: Analysis and a Scalable Hyper-Ensemble Solution" (ROBOD),
+        NeurIPS 2022.
+    """
+
+    score_methods = COMBINES
+    default_score_method = "mean"
+
+    def __init__(
+        self,
+        members=None,
+        standardization="robust",
+        combine=None,
+        normalization=None,
+        score_method=None,
+        seed=None,
+        **kwargs,
+    ):
+        if combine is not None and score_method is not None and combine != score_method:
+            raise ValueError(
+                "combine and score_method name the same choice and disagree. "
+                f"Received: combine={combine!r}, score_method={score_method!r}"
+            )
+        combine = combine or score_method or self.default_score_method
+        if combine not in COMBINES:
+            raise ValueError(f"combine must be one of {COMBINES}. Received: combine={combine!r}")
+        if normalization is not None:
+            raise ValueError(
+                "DetectorEnsemble takes no normalization: each member normalises its own "
+                f"input (pass normalization to the members). Received: normalization="
+                f"{normalization!r}"
+            )
+        if standardization not in STANDARDIZATIONS:
+            raise ValueError(
+                f"standardization must be one of {STANDARDIZATIONS}. "
+                f"Received: standardization={standardization!r}"
+            )
+        members = default_members(seed) if members is None else _check_members(members)
+        super().__init__(normalization=None, score_method=combine, seed=seed, **kwargs)
+        self.members = members
+        self.standardization = standardization
+        self.member_location = self.add_weight(
+            shape=(len(members),),
+            initializer=keras.initializers.Constant(float("nan")),
+            trainable=False,
+            name="member_location",
+        )
+        self.member_scale = self.add_weight(
+            shape=(len(members),),
+            initializer=keras.initializers.Constant(float("nan")),
+            trainable=False,
+            name="member_scale",
+        )
+
+    @property
+    def combine(self) -> str:
+        """The combination rule of `score` (the ensemble's `score_method`)."""
+        return self.score_method
+
+    # ---------------------------------------------------------------- build
+    def build(self, input_shape):
+        feature_shape = tuple(int(d) for d in tuple(input_shape)[1:])
+        for i, member in enumerate(self.members):
+            if member.built and member.feature_shape not in (None, feature_shape):
+                raise ValueError(
+                    f"members[{i}] ({member.name}) was built for samples of shape "
+                    f"{member.feature_shape}; the ensemble received samples of shape "
+                    f"{feature_shape}."
+                )
+        super().build(input_shape)
+
+    def build_networks(self, feature_shape):
+        for member in self.members:
+            if not member.built or member.feature_shape is None:
+                member.build((None, *feature_shape))
+
+    # ---------------------------------------------------------------- train
+    def compile(self, optimizer="adam", **kwargs):
+        """Compiles every member with its own copy of `optimizer` and `kwargs`."""
+        for member in self.members:
+            member.compile(optimizer=_copy_optimizer(optimizer), **kwargs)
+
+    def per_sample_loss(self, x, training=False):
+        raise ValueError(_NO_JOINT_OBJECTIVE)
+
+    def evaluate(self, *args, **kwargs):
+        """Not defined for an ensemble: evaluate its members (`model.members`)."""
+        raise ValueError(_NO_JOINT_OBJECTIVE)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", **kwargs):
+        """Trains every member on `x`, then standardises their scores on `x`.
+
+        Args:
+            x: training data (anything `AnomalyDetector.fit` accepts).
+            y: ignored (unsupervised), with a warning.
+            batch_size, epochs, verbose: passed to every member's `fit`.
+            **kwargs: other `keras.Model.fit` arguments for every member
+                (e.g. `validation_data`); not `callbacks` (see the class
+                docstring).
+
+        Returns:
+            A `keras.callbacks.History` whose `history` holds each member's
+            logs as `"<index>:<member name>/<key>"` and `"loss"`, the mean
+            of the members' losses per epoch (for progress display: the
+            members' losses have different units).
+        """
+        if kwargs.get("callbacks"):
+            raise ValueError(
+                "DetectorEnsemble.fit takes no callbacks: one callback would watch each "
+                "member's training in turn (early stopping, checkpoints and logs would mix "
+                "members). Fit each member with its own callbacks, then call "
+                "ensemble.fit_standardization(x_train)."
+            )
+        kwargs.pop("callbacks", None)
+        if y is not None:
+            warnings.warn("DetectorEnsemble is trained without labels; y is ignored.", stacklevel=2)
+        x, feature_shape = self._check_fit_input(x)
+        if not self.built or self.feature_shape is None:
+            self.build((None, *feature_shape))
+        histories = [
+            member.fit(x, batch_size=batch_size, epochs=epochs, verbose=verbose, **kwargs)
+            for member in self.members
+        ]
+        self.fit_standardization(x)
+        return self._history(histories, epochs)
+
+    def _history(self, histories, epochs):
+        logs = {}
+        for i, (member, history) in enumerate(zip(self.members, histories, strict=True)):
+            for key, values in history.history.items():
+                logs[f"{i}:{member.name}/{key}"] = [float(v) for v in values]
+        losses = [h.history["loss"] for h in histories if "loss" in h.history]
+        n_epochs = min((len(loss) for loss in losses), default=0)
+        history = keras.callbacks.History()
+        history.set_model(self)
+        history.epoch = list(range(n_epochs))
+        history.params = {"epochs": int(epochs), "members": len(self.members)}
+        history.history = {
+            "loss": [float(np.mean([loss[e] for loss in losses])) for e in range(n_epochs)],
+            **logs,
+        }
+        return history
+
+    def fit_standardization(self, x, batch_size=None):
+        """Sets each member's location and scale from its scores on `x` (no training).
+
+        `fit` calls it on the training data after training the members; call
+        it yourself to combine members that are already trained.
+
+        Args:
+            x: the (normal, or mostly normal) training data.
+            batch_size: scoring batch size.
+
+        Returns:
+            `(location, scale)`, float32 arrays with one entry per member.
+        """
+        x, feature_shape = self._check_fit_input(x)
+        if not self.built or self.feature_shape is None:
+            self.build((None, *feature_shape))
+        locations, scales = [], []
+        for i, member in enumerate(self.members):
+            scores = member.score(x, batch_size=batch_size).astype(np.float64)
+            if not np.isfinite(scores).all():
+                raise ValueError(
+                    f"members[{i}] ({member.name}) gives non-finite scores on x: train it "
+                    "first (fit the ensemble, or fit the member before fit_standardization)."
+                )
+            location, scale, kind = _location_scale(scores, self.standardization)
+            if kind is None:
+                warnings.warn(
+                    f"members[{i}] ({member.name}) scores the training data (almost) "
+                    f"constantly (around {location:.4g}); it is scaled by 1 and adds nothing "
+                    "but a constant to the ensemble.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            locations.append(location)
+            scales.append(scale)
+        self.member_location.assign(np.asarray(locations, dtype=np.float32))
+        self.member_scale.assign(np.asarray(scales, dtype=np.float32))
+        return np.asarray(locations, np.float32), np.asarray(scales, np.float32)
+
+    @property
+    def is_standardized(self) -> bool:
+        """Whether the members' locations and scales have been fitted."""
+        values = np.concatenate(
+            [ops.convert_to_numpy(self.member_location), ops.convert_to_numpy(self.member_scale)]
+        )
+        return bool(np.isfinite(values).all())
+
+    def _require_standardized(self, what):
+        if not self.built or self.feature_shape is None or not self.is_standardized:
+            raise ValueError(
+                f"DetectorEnsemble.{what} needs trained members and their score "
+                "standardisation: call fit(x) or, with trained members, fit_standardization(x) "
+                "first."
+            )
+
+    # ---------------------------------------------------------------- score
+    def compute_member_scores(self, x, member_score_fns=None):
+        """Standardised member scores of a raw batch, shape `(batch, n_members)`.
+
+        Args:
+            x: a raw input batch.
+            member_score_fns: one `fn(x) -> (batch,)` per member computing
+                its score (default: each member's `compute_scores` with its
+                own `score_method`); exports pass the members' graph scores.
+        """
+        if member_score_fns is None:
+            member_score_fns = [
+                lambda t, m=member: m.compute_scores(t, m.score_method) for member in self.members
+            ]
+        raw = ops.stack([fn(x) for fn in member_score_fns], axis=-1)
+        return (raw - self.member_location) / self.member_scale
+
+    def combine_scores(self, member_scores, method):
+        """Combines standardised member scores `(batch, n_members)` into `(batch,)`."""
+        if method == "max":
+            return ops.max(member_scores, axis=-1)
+        return ops.mean(member_scores, axis=-1)
+
+    def compute_scores(self, x, method):
+        return self.combine_scores(self.compute_member_scores(x), method)
+
+    def call(self, x, training=False):
+        return self.compute_member_scores(x)
+
+    def score(self, x, batch_size=None, method=None):
+        self._require_standardized("score")
+        return super().score(x, batch_size=batch_size, method=method)
+
+    def member_scores(self, x, batch_size=None):
+        """Standardised scores of every member, shape `(n_samples, n_members)`."""
+        self._require_standardized("member_scores")
+        fn = self._compiled(("member_scores",), self.compute_member_scores)
+        return self._batched(x, fn, batch_size, (len(self.members),))
+
+    # -------------------------------------------------------- feature scores
+    @property
+    def has_feature_scores(self) -> bool:
+        """Whether every member has per-feature scores (`compute_feature_scores`)."""
+        return not self._members_without_feature_scores()
+
+    def _members_without_feature_scores(self):
+        return [
+            f"members[{i}] {member.name} ({type(member).__name__})"
+            for i, member in enumerate(self.members)
+            if not callable(getattr(member, "compute_feature_scores", None))
+        ]
+
+    def _check_feature_scores(self):
+        missing = self._members_without_feature_scores()
+        if missing:
+            raise ValueError(
+                "feature_scores needs per-feature scores from every member; these members "
+                f"have none: {missing}. Use member_scores(x) for a per-member breakdown instead."
+            )
+
+    def compute_feature_scores(self, x):
+        """Mean over members of `feature_scores_i / scale_i`, same shape as `x`.
+
+        Standardising a member's score divides its changes by `scale_i`, so
+        its per-feature scores are divided by the same scale (a location
+        says nothing about single features). For members whose score is the
+        mean of their feature scores (AE with `"mse"`), the mean over
+        features of the result is the `"mean"` score plus the constant
+        `mean_i(location_i / scale_i)`.
+        """
+        self._check_feature_scores()
+        parts = [
+            member.compute_feature_scores(x) / self.member_scale[i]
+            for i, member in enumerate(self.members)
+        ]
+        return ops.mean(ops.stack(parts, axis=0), axis=0)
+
+    def feature_scores(self, x, batch_size=None):
+        """Per-feature scores, same shape as `x` (see `compute_feature_scores`).
+
+        The mean over members of each member's `feature_scores` in units of
+        its score scale, whatever `combine` is.
+        """
+        self._check_feature_scores()
+        self._require_standardized("feature_scores")
+        fn = self._compiled(("feature_scores",), self.compute_feature_scores)
+        return self._batched(x, fn, batch_size, self.feature_shape)
+
+    # --------------------------------------------------------------- config
+    def get_config(self):
+        config = super().get_config()
+        config.pop("score_method")
+        config.update(
+            members=[_plain(keras.saving.serialize_keras_object(m)) for m in self.members],
+            standardization=self.standardization,
+            combine=self.score_method,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["members"] = [keras.saving.deserialize_keras_object(m) for m in config["members"]]
+        return super().from_config(config)
