@@ -62,6 +62,9 @@ class DeepSVDD(AnomalyDetector):
 
     After training, a guard warns (`RuntimeWarning`) if the training
     distances have (almost) zero variance: the network has collapsed.
+    `feature_scores(x)` attributes each score to the input features
+    (gradient x input from the training data's centre, see
+    `AnomalyDetector.feature_scores`).
 
     Args:
         objective: `"one-class"` or `"soft-boundary"`.
@@ -76,8 +79,11 @@ class DeepSVDD(AnomalyDetector):
             CIFAR-10 one.
         kernel_size: convolution kernel size.
         rep_dim: size of the representation `phi(x)`.
-        batch_norm: batch norm (without learnable shift or scale) after each
-            hidden layer.
+        batch_norm: batch norm after each hidden layer, as in the PyTorch
+            reference: no learnable shift or scale, eps 1e-4, PyTorch
+            momentum 0.1 (Keras `momentum=0.9`), so the moving statistics
+            used for `c`, `R` and the scores track the batch statistics
+            the objective was trained on.
         weight_decay: lambda of the weight decay `(lambda/2) sum ||W||_F^2`.
         pretrain_epochs: autoencoder pretraining epochs run by the first
             `fit` (0 disables pretraining).

@@ -4,10 +4,12 @@ A network with a bias term, a learnable batch-norm shift or a bounded
 activation can map every input to the same point (the "hypersphere
 collapse"): the Deep SVDD loss is then zero and the detector useless. The
 builders here use `use_bias=False` everywhere, batch norm without learnable
-centre and scale, leaky ReLU and no output activation;
-`check_bias_free` refuses user networks that break these rules.
+centre and scale (PyTorch reference settings: eps 1e-4, momentum 0.1), leaky
+ReLU and no output activation; `check_bias_free` refuses user networks that
+break these rules.
 """
 
+import functools
 import math
 
 import keras
@@ -28,14 +30,22 @@ BOUNDED_ACTIVATIONS = frozenset(
         "hard_swish",
         "log_sigmoid",
         "sparse_sigmoid",
+        "sparsemax",
     }
 )
 NEGATIVE_SLOPE = 0.01  # leaky ReLU slope of the reference implementation
 BN_EPSILON = 1e-4
+#: PyTorch's `momentum=0.1` (weight of the new batch) is Keras' `momentum=0.9`
+#: (weight of the old average). Keras' default 0.99 leaves the moving statistics
+#: far from the batch statistics the objective was trained on, so the centre,
+#: the radius and every score computed in inference mode drift.
+BN_MOMENTUM = 0.9
 
 
 def _batch_norm(name):
-    return keras.layers.BatchNormalization(center=False, scale=False, epsilon=BN_EPSILON, name=name)
+    return keras.layers.BatchNormalization(
+        center=False, scale=False, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name
+    )
 
 
 def _leaky(name):
@@ -153,34 +163,96 @@ def build_bias_free_conv_decoder(
     return keras.Model(inputs, crop_to(h, height, width), name=name)
 
 
-def _activation_name(layer):
-    activation = getattr(layer, "activation", None)
-    if activation is None:
-        return None
-    return getattr(activation, "__name__", str(activation))
+def _function_name(function):
+    """Name and keyword arguments of an activation given as a function or a `functools.partial`."""
+    keywords = {}
+    while isinstance(function, functools.partial):
+        keywords = {**function.keywords, **keywords}
+        function = function.func
+    return getattr(function, "__name__", type(function).__name__), keywords
+
+
+def _bounded_activation(layer):
+    """Describes the bounded activation of `layer`, or returns `None`."""
+    if isinstance(layer, keras.layers.Softmax):
+        return "a softmax"
+    if isinstance(layer, keras.layers.ReLU) and layer.max_value is not None:
+        return f"the bounded activation 'relu' with max_value={layer.max_value}"
+    for attribute in ("activation", "recurrent_activation"):
+        function = getattr(layer, attribute, None)
+        if function is None or not callable(function):
+            continue
+        name, keywords = _function_name(function)
+        if name in BOUNDED_ACTIVATIONS:
+            return f"the bounded activation {name!r}"
+        if name == "relu" and keywords.get("max_value") is not None:
+            return f"the bounded activation 'relu' with max_value={keywords['max_value']}"
+    return None
+
+
+def _own_trainable_variables(layer):
+    """Trainable variables created by `layer` itself, not by its sub-layers."""
+    inner = {
+        id(v)
+        for sub in layer._flatten_layers(include_self=False, recursive=True)
+        for v in sub.trainable_weights
+    }
+    return [v for v in layer.trainable_weights if id(v) not in inner]
+
+
+def _bias_problems(layer):
+    problems = []
+    if getattr(layer, "use_bias", False):
+        problems.append(f"layer {layer.name!r} has a bias (use_bias=True)")
+    normalization = (
+        keras.layers.BatchNormalization,
+        keras.layers.LayerNormalization,
+        keras.layers.GroupNormalization,
+    )
+    if isinstance(layer, normalization) and (layer.center or layer.scale):
+        problems.append(
+            f"normalization layer {layer.name!r} has a learnable shift/scale "
+            "(use center=False, scale=False)"
+        )
+    if isinstance(layer, keras.layers.PReLU):
+        # Its slopes can have any rank (one per position of an image), so refuse the layer.
+        problems.append(f"layer {layer.name!r} learns its slopes (PReLU); use LeakyReLU")
+    if not problems:
+        for variable in _own_trainable_variables(layer):
+            if len(variable.shape) < 2:
+                problems.append(
+                    f"layer {layer.name!r} has the learnable {len(variable.shape)}-d variable "
+                    f"{variable.name!r} of shape {tuple(variable.shape)} (a shift or a "
+                    "per-unit scale)"
+                )
+    return problems
 
 
 def check_bias_free(network, allow_bias=False, allow_bounded_activation=False):
     """Raises `ValueError` if `network` can collapse to a constant.
 
-    Refused (unless allowed): layers with bias variables (`use_bias=True`),
-    batch normalisation with a learnable shift or scale, and bounded
-    activations (sigmoid, tanh, ...) anywhere in the network.
+    Refused unless `allow_bias=True`: layers with a bias (`use_bias=True`,
+    trainable or not), batch, layer or group normalisation with a learnable
+    shift or scale, PReLU, and any other trainable variable of rank < 2 (a
+    vector or scalar, e.g. a custom layer's offset): only kernels (rank >= 2)
+    may be learned. Refused unless `allow_bounded_activation=True`: the
+    activations in `BOUNDED_ACTIVATIONS` (a layer's `activation` or
+    `recurrent_activation`, given by name or as a function, also through
+    `functools.partial`), `relu` / `keras.layers.ReLU` with a `max_value`,
+    and `keras.layers.Softmax`. Activations that cannot be inspected (a
+    `lambda`) are not detected.
+
+    Raises:
+        ValueError: naming every offending layer and what is wrong with it.
     """
     problems = []
-    for layer in network._flatten_layers(include_self=False, recursive=True):
+    for layer in network._flatten_layers(include_self=True, recursive=True):
         if not allow_bias:
-            if getattr(layer, "use_bias", False):
-                problems.append(f"layer {layer.name!r} has a bias (use_bias=True)")
-            if isinstance(layer, keras.layers.BatchNormalization) and (layer.center or layer.scale):
-                problems.append(
-                    f"batch norm {layer.name!r} has a learnable shift/scale "
-                    "(use center=False, scale=False)"
-                )
+            problems.extend(_bias_problems(layer))
         if not allow_bounded_activation:
-            activation = _activation_name(layer)
-            if activation in BOUNDED_ACTIVATIONS:
-                problems.append(f"layer {layer.name!r} has the bounded activation {activation!r}")
+            bounded = _bounded_activation(layer)
+            if bounded:
+                problems.append(f"layer {layer.name!r} has {bounded}")
     if problems:
         raise ValueError(
             "Deep SVDD networks must be bias-free with unbounded activations, or the "

@@ -242,3 +242,47 @@ def test_fits_from_a_tf_data_pipeline(blobs):
     assert model.center_initialized and float(model.radius) > 0
     distances = np.sqrt(model.score(blobs.x_train[:256], method="distance").astype(np.float64))
     assert float(model.radius) == pytest.approx(np.quantile(distances, 1 - model.nu), rel=1e-6)
+
+
+def _gaussian(n=1024, d=8, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d)).astype("float32")
+
+
+def test_soft_boundary_training_mode_keeps_nu_outside_the_radius():
+    # Batch norm with PyTorch momentum 0.1 (Keras 0.9): the moving statistics used
+    # for c, R and the scores match the batch statistics the objective was trained
+    # on, so the network in training mode sees the same sphere. With Keras' default
+    # momentum 0.99 this set-up puts ~99% of the training points outside R.
+    x = _gaussian()
+    model = small(objective="soft-boundary", nu=0.1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4))
+    model.fit(x, epochs=8, batch_size=64, verbose=0)
+    r2 = float(model.radius) ** 2
+    inference = model.score(x, method="distance")
+    assert np.mean(inference > r2) == pytest.approx(model.nu, abs=0.01)
+    # Last: a training-mode call updates the moving statistics.
+    embedding = model.network(model.scaler(x), training=True)  # the whole set as one batch
+    training = np.sum(np.square(np.asarray(embedding) - np.asarray(model.center)), axis=1)
+    assert np.mean(training > r2) == pytest.approx(model.nu, abs=0.03)
+
+
+def test_center_is_the_inference_mode_mean_after_pretraining():
+    x = _gaussian(n=512)
+    model = small(pretrain_epochs=3)
+    seen = {}
+
+    class AtTrainBegin(keras.callbacks.Callback):
+        # Runs once pretraining and the centre are done, before the main objective.
+        def on_train_begin(self, logs=None):
+            scaled = model.scaler(x)
+            seen["center"] = np.asarray(model.center).copy()
+            seen["inference"] = np.mean(np.asarray(model.network(scaled, training=False)), 0)
+            state = model.network.get_weights()
+            seen["training"] = np.mean(np.asarray(model.network(scaled, training=True)), 0)
+            model.network.set_weights(state)  # undo the moving-statistics update
+
+    model.fit(x, epochs=1, batch_size=64, verbose=0, callbacks=[AtTrainBegin()])
+    np.testing.assert_allclose(seen["center"], adjust_center(seen["inference"]), atol=1e-6)
+    # Batch statistics of the whole set differ from the moving ones: c is not that mean.
+    gap = np.max(np.abs(adjust_center(seen["training"]) - seen["center"]))
+    assert gap > 1e-3, gap
