@@ -7,7 +7,7 @@ TF ?= cpu
 STAMP := $(VENV)/.installed-$(TF)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo test test-all lint fashion-mnist clean
+.PHONY: install demo test test-all lint fashion-mnist bench suite suite-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,17 @@ test: $(STAMP) fashion-mnist
 
 test-all: $(STAMP) fashion-mnist
 	TF_ENABLE_ONEDNN_OPTS=0 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q -m ""
+
+# Peers of the benchmark suite (PyOD on the CPU build of torch).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" || $(BIN)/python -m pip install --quiet "torch==2.13.0+cpu" --index-url https://download.pytorch.org/whl/cpu
+	$(BIN)/python -m pip install --quiet -e ".[$(TF),dev,bench]"
+
+suite-quick: bench fashion-mnist
+	TF_ENABLE_ONEDNN_OPTS=0 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/suite.py --quick
+
+suite: bench fashion-mnist
+	TF_ENABLE_ONEDNN_OPTS=0 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/suite.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check keras_deepad tests scripts benchmarks

@@ -193,10 +193,17 @@ class AE(ReconstructionDetector):
         percentile_loss: `None` (off), `True` (q = 0.95) or q in (0, 1):
             drop the samples at or above the batch's q-quantile of the loss
             (training on contaminated data; see `ReconstructionDetector`).
-        normalization: see `AnomalyDetector` (default `"minmax"`).
+        normalization: see `AnomalyDetector` (default `"standard"`).
         score_method: `"mse"`, `"mae"` or `"max"` (largest absolute
             per-feature error).
         seed: seed of the denoising noise.
+
+    The defaults (standardised inputs, one hidden layer of 64, a 32-unit
+    ReLU code, dropout 0.2) were chosen by the mean AUROC over the whole
+    tabular suite (`benchmarks/tune.py`, seven real sets, seeds 1-3): 0.637
+    against 0.594 for the former 64-32-8 min-max network, with a better
+    worst case. On small tabular data the dropout, not a narrow code, is
+    what keeps the network from reconstructing the anomalies too.
 
     Example:
         >>> model = AE(hidden_units=(64, 32), latent_dim=8)
@@ -216,21 +223,21 @@ class AE(ReconstructionDetector):
     def __init__(
         self,
         architecture="mlp",
-        hidden_units=(64, 32),
-        latent_dim=8,
+        hidden_units=(64,),
+        latent_dim=32,
         activation="relu",
-        latent_activation=None,
+        latent_activation="relu",
         latent_l1=0.0,
         output_activation=None,
         conv_filters=(32, 64),
         kernel_size=3,
-        dropout=0.0,
+        dropout=0.2,
         loss="mse",
         denoising_std=0.0,
         encoder=None,
         decoder=None,
         percentile_loss=None,
-        normalization="minmax",
+        normalization="standard",
         score_method=None,
         seed=None,
         **kwargs,
