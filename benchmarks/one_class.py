@@ -25,7 +25,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from keras_deepad.data import load_builtin  # noqa: E402
 from keras_deepad.registry import train_detector  # noqa: E402
 
-MODELS = ("deep-svdd", "deep-svdd-soft", "ocnn", "ocnn-sigmoid", "ae")
+MODELS = ("deep-svdd", "deep-svdd-soft", "ocnn", "ocnn-linear", "ocnn-sigmoid", "ae")
 
 
 def auroc(name, data, epochs, seed):

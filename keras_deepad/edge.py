@@ -70,6 +70,12 @@ def _linear_margin(scoring, x_norm, outputs):
     return float(scoring["offset"]) - embedding @ np.asarray(scoring["weights"], dtype=np.float64)
 
 
+def _cosine_margin(scoring, x_norm, outputs):
+    """OC-NN on cosine random features: `offset - <w, scale * cos(phase)>`."""
+    features = float(scoring["scale"]) * np.cos(_flat(outputs[scoring["output"]]))
+    return float(scoring["offset"]) - features @ np.asarray(scoring["weights"], dtype=np.float64)
+
+
 def _standard_normal_nll(scoring, x_norm, outputs):
     mu = _flat(outputs[scoring["output"]])
     return 0.5 * np.sum(np.square(mu) + _LOG_2PI, axis=1)
@@ -102,6 +108,7 @@ SCORINGS = {
     "reconstruction_error": _reconstruction_error,
     "center_distance": _center_distance,
     "linear_margin": _linear_margin,
+    "cosine_margin": _cosine_margin,
     "standard_normal_nll": _standard_normal_nll,
     "vae_monte_carlo": _vae_monte_carlo,
 }

@@ -116,16 +116,23 @@ _SPECS = [
     DetectorSpec(
         "ocnn",
         "OCNN",
-        "One-class neural network, linear g, 32 hidden units, nu 0.1 (hinge loss).",
+        "One-class neural network on 64 fixed cosine random features (RBF kernel), nu 0.1.",
+        {"hidden_units": 64, "activation": "cos", "nu": 0.1},
+        {"batch_size": 64, "learning_rate": 1e-2},
+    ),
+    DetectorSpec(
+        "ocnn-linear",
+        "OCNN",
+        "One-class neural network, the paper's linear g (trained V), 32 hidden units, nu 0.1.",
         {"hidden_units": 32, "activation": "linear", "nu": 0.1},
-        {"batch_size": 64},
+        {"batch_size": 64, "learning_rate": 1e-2},
     ),
     DetectorSpec(
         "ocnn-sigmoid",
         "OCNN",
-        "One-class neural network, sigmoid g, 32 hidden units, nu 0.1.",
+        "One-class neural network, the paper's sigmoid g (trained V), 32 hidden units, nu 0.1.",
         {"hidden_units": 32, "activation": "sigmoid", "nu": 0.1},
-        {"batch_size": 64},
+        {"batch_size": 64, "learning_rate": 1e-2},
     ),
     DetectorSpec(
         "ae-robust",

@@ -145,21 +145,32 @@ def hypersphere_head(model, method):
     )
 
 
-def _ocnn_features(model, x_norm):
-    h = model.encoder(x_norm, training=False)
-    return ops.sigmoid(h) if model.activation == "sigmoid" else h
-
-
 def margin_head(model, method):
-    """OC-NN: `g(V x)` of the normalised input; the host takes `r - <w, g(V x)>`."""
+    """OC-NN: the host takes `r - <w, g(V x)>`.
+
+    Linear and sigmoid `g`: the head is `g(V x)` of the normalised input.
+    Cosine features: the head is the phase `V x + b` and the host takes the
+    cosine (`cosine_margin`), since TFLite has no integer cosine (it would
+    run in float between a dequantise and a quantise).
+    """
+    scoring = {
+        "weights": _floats(model.output_weights),
+        "offset": float(ops.convert_to_numpy(model.rho)),
+    }
+    if model.activation == "cos":
+        return EdgeHead(
+            fn=lambda x_norm: {"phase": model.preactivation_normalised(x_norm)},
+            scoring={
+                "kind": "cosine_margin",
+                "output": "phase",
+                "scale": model.feature_scale,
+                **scoring,
+            },
+            calibration_headroom=EMBEDDING_HEADROOM,
+        )
     return EdgeHead(
-        fn=lambda x_norm: {"embedding": _ocnn_features(model, x_norm)},
-        scoring={
-            "kind": "linear_margin",
-            "output": "embedding",
-            "weights": _floats(model.output_weights),
-            "offset": float(ops.convert_to_numpy(model.rho)),
-        },
+        fn=lambda x_norm: {"embedding": model.embed_normalised(x_norm)},
+        scoring={"kind": "linear_margin", "output": "embedding", **scoring},
         calibration_headroom=EMBEDDING_HEADROOM,
     )
 

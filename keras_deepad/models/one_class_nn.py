@@ -7,15 +7,23 @@ from keras import ops
 from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
 from keras_deepad.models.deep_svdd import weight_penalty
 
-ACTIVATIONS = ("linear", "sigmoid")
+ACTIVATIONS = ("cos", "linear", "sigmoid")
+#: Default `bandwidth` of the cosine features (see `OCNN`): on the digits one-class
+#: protocol (mean over the 10 digits, seed 0, 64 features) AUROC 0.961 / 0.947 / 0.916 with
+#: 0.25 / 0.35 / 0.5.
+DEFAULT_BANDWIDTH = 0.25
+#: Adam's learning rate when `fit` compiles: with 1e-3, 30 epochs leave `w` far from its
+#: optimum on small sets (breast cancer, seeds 0-2: AUROC 0.95 / 0.77 / 0.88 instead of
+#: 0.94 / 0.93 / 0.91 with 1e-2, 32 cosine features).
+DEFAULT_LEARNING_RATE = 1e-2
 
 
 @keras.saving.register_keras_serializable(package="keras_deepad")
 class OCNN(AnomalyDetector):
-    """One-class neural network: a one-class SVM objective on learned features.
+    """One-class neural network: a one-class SVM objective on a neural feature map.
 
-    With hidden features `h(x) = g(V x)` (`g` linear or sigmoid) and output
-    `y(x) = <w, h(x)>`, training minimises
+    With hidden features `h(x) = g(V x)` and output `y(x) = <w, h(x)>`,
+    training minimises
 
     `0.5 ||w||^2 + 0.5 ||V||_F^2 + (1/nu) mean(max(0, r - y(x))) - r`.
 
@@ -29,34 +37,71 @@ class OCNN(AnomalyDetector):
     keras_deepad's anomaly score is its negative, `r - y(x)` (higher = more
     anomalous; positive = outside the boundary).
 
-    Know its geometry: like a linear one-class SVM, OC-NN separates the data
-    from the origin of its feature space `g(Vx)`. Samples beyond the normal
-    data in the direction of `w` score as *more* normal. It finds anomalies
-    whose features fall below the normal range (drop-outs, missing
-    activity), and misses anomalies on the far side or on every side:
-    AUROC 0.96 on drop-out readings but 0.72 on `blobs` and 0.02
-    (inverted) on breast cancer with `activation="linear"` (0.88 with
-    `"sigmoid"`). Check the direction on labelled data before relying on it.
+    `g` (`activation`):
+
+    - `"cos"` (default), the feature map of the authors' later reference code:
+      random Fourier features `g(z) = cos(z + b) / sqrt(hidden_units)` with a
+      phase `b` uniform in `[0, 2 pi)`. `V` is drawn `N(0, 1 / (bandwidth^2 D))`
+      (`D` input features), so `<g(Vx), g(Vy)>` approximates half the RBF
+      kernel `exp(-||x - y||^2 / (2 bandwidth^2 D))` on the normalised inputs
+      and OC-NN is a kernel one-class SVM: it finds anomalies on every side
+      of the data. `V` and `b` are fixed by default (only `w` is trained; the
+      reference code does not train `V` either).
+    - `"linear"`, `"sigmoid"`: the paper's `g`, with `V` trained. Know their
+      geometry: like a linear one-class SVM through the origin, they separate
+      the data from the origin of `g(Vx)`, so samples beyond the normal data
+      in the direction of `w` score as *more* normal. They find anomalies
+      whose features fall below the normal range (drop-outs, missing
+      activity) and miss those on the far side or on every side.
+
+    Measured AUROC (seed 0, class defaults, 30 epochs, batch 64; `"cos"`
+    with fixed / trained `V`, then `"linear"`, `"sigmoid"`): breast cancer
+    (benign normal) 0.967 / 0.963, 0.019, 0.023; wine (class 1 normal)
+    0.887 / 0.872, 0.209, 0.203; digits one-class, mean over the 10 digits
+    0.961 / 0.880, 0.808, 0.816; a 2-D Gaussian with anomalies on a ring
+    around it 1.000 / 0.999, 0.474, 0.473. The linear and sigmoid figures
+    below 0.5 are the direction problem: there the anomalies lie beyond the
+    normal data. Trained cosine features were at most marginally better
+    (wine classes 0 and 2, by under 0.01) and sometimes much worse (breast
+    cancer, seeds 0-2: 0.963 / 0.946 / 0.832 against 0.967 / 0.951 / 0.964
+    fixed): the `||V||^2` penalty shrinks `V` (its standard deviation fell
+    from 0.73 to 0.20 in 30 epochs), widening the kernel towards the linear
+    case; hence fixed random features by default.
+
+    Unless compiled first, `fit` uses Adam with learning rate 1e-2
+    (`DEFAULT_LEARNING_RATE`): the objective is cheap and `w` has far to go.
 
     Args:
         hidden_units: size of the hidden layer `V` (ignored with `encoder`).
-        activation: `g`, `"linear"` or `"sigmoid"`.
+        activation: `g`: `"cos"`, `"linear"` or `"sigmoid"`.
         nu: in (0, 1): the quantile defining `r` and the hinge weight `1/nu`.
+        bandwidth: length scale of the `"cos"` features' RBF kernel, in units
+            of `sqrt(D)` normalised input distance (ignored by the other `g`
+            and with `encoder`).
+        trainable_features: whether `V` is trained. `None` (default): fixed
+            for the built-in `"cos"` features, trained for `"linear"` and
+            `"sigmoid"` (the paper); a given `encoder` keeps its own
+            `trainable` flag. A fixed `V` still enters the objective, as a
+            constant.
         encoder: optional `keras.Model` used as `V` (e.g. the encoder of a
             pretrained autoencoder, see `from_autoencoder`); it is fine-tuned
-            and all its kernels enter `0.5 ||V||_F^2`.
+            (unless frozen or `trainable_features=False`), and all its kernels
+            enter `0.5 ||V||_F^2`. With `"cos"` its outputs, plus `b`, are the
+            cosines' arguments (`bandwidth` does not apply).
         normalization: see `AnomalyDetector` (default `"minmax"`).
         score_method: `"decision"` (`r - y(x)`), the only one.
-        seed: seed of the weight initialisers.
+        seed: seed of the weight initialisers, the random features `V` and
+            the phase `b` (all saved weights).
 
     Example:
-        >>> model = OCNN(hidden_units=32, activation="linear", nu=0.1)
-        >>> model.fit(x_train, epochs=50, batch_size=64)
+        >>> model = OCNN(hidden_units=64, nu=0.1)   # cosine random features
+        >>> model.fit(x_train, epochs=30, batch_size=64)
         >>> scores = model.score(x_test)   # r - <w, g(Vx)>
 
     Reference:
         Chalapathy, Menon, Chawla, "Anomaly Detection using One-Class Neural
-        Networks", arXiv:1802.06360, 2018.
+        Networks", arXiv:1802.06360, 2018; reference code
+        github.com/raghavchalapathy/oc-nn, `src/models/ocnn.py`.
     """
 
     score_methods = ("decision",)
@@ -64,9 +109,11 @@ class OCNN(AnomalyDetector):
 
     def __init__(
         self,
-        hidden_units=32,
-        activation="linear",
+        hidden_units=64,
+        activation="cos",
         nu=0.1,
+        bandwidth=DEFAULT_BANDWIDTH,
+        trainable_features=None,
         encoder=None,
         normalization="minmax",
         score_method=None,
@@ -86,10 +133,19 @@ class OCNN(AnomalyDetector):
             raise ValueError(
                 f"hidden_units must be a positive integer. Received: hidden_units={hidden_units}"
             )
+        if not float(bandwidth) > 0.0:
+            raise ValueError(f"bandwidth must be positive. Received: bandwidth={bandwidth!r}")
+        if trainable_features not in (None, True, False):
+            raise ValueError(
+                "trainable_features must be None, True or False. "
+                f"Received: trainable_features={trainable_features!r}"
+            )
         if encoder is not None and not isinstance(encoder, keras.Model):
             raise ValueError(f"encoder must be a keras.Model. Received: {type(encoder)}")
         self.activation = activation
         self.nu = float(nu)
+        self.bandwidth = float(bandwidth)
+        self.trainable_features = trainable_features
         self.encoder = encoder
         self._user_encoder = encoder is not None
         self.hidden_units = (
@@ -97,6 +153,12 @@ class OCNN(AnomalyDetector):
         )
         self.hinge_tracker = keras.metrics.Mean(name="hinge")
         object.__setattr__(self, "_train_x", None)
+
+    def compile(self, optimizer=None, **kwargs):
+        """As `AnomalyDetector.compile`; the default optimizer is Adam(`DEFAULT_LEARNING_RATE`)."""
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(DEFAULT_LEARNING_RATE)
+        super().compile(optimizer=optimizer, **kwargs)
 
     @classmethod
     def from_autoencoder(cls, autoencoder, **kwargs):
@@ -114,17 +176,43 @@ class OCNN(AnomalyDetector):
         kwargs.setdefault("normalization", autoencoder.normalization)
         return cls(encoder=copy, **kwargs)
 
+    @property
+    def features_trainable(self) -> bool:
+        """Whether `V` is trained: `trainable_features`, else a given encoder's own `trainable`
+        flag, else trained for linear/sigmoid `g` (the paper) and fixed for `"cos"`."""
+        if self.trainable_features is not None:
+            return self.trainable_features
+        if self._user_encoder:
+            return bool(self.encoder.trainable)
+        return self.activation != "cos"
+
+    def _seed(self, offset):
+        return None if self.seed is None else int(self.seed) + offset
+
     def build_networks(self, feature_shape):
         if not self._user_encoder:
+            if self.activation == "cos":
+                # V_ij ~ N(0, 1 / (bandwidth^2 D)): the RBF kernel
+                # exp(-||x - y||^2 / (2 bandwidth^2 D)) on the normalised inputs.
+                stddev = 1.0 / (self.bandwidth * np.sqrt(np.prod(feature_shape)))
+                initializer = keras.initializers.RandomNormal(stddev=stddev, seed=self._seed(1))
+            else:
+                initializer = keras.initializers.GlorotUniform(seed=self.seed)
             inputs = keras.Input(shape=feature_shape, name="x")
             h = keras.layers.Flatten()(inputs) if len(feature_shape) > 1 else inputs
             h = keras.layers.Dense(
-                self.hidden_units,
-                use_bias=False,
-                kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed),
-                name="V",
+                self.hidden_units, use_bias=False, kernel_initializer=initializer, name="V"
             )(h)
             self.encoder = keras.Model(inputs, h, name="encoder")
+        if self.trainable_features is not None or not self._user_encoder:
+            self.encoder.trainable = self.features_trainable
+        if self.activation == "cos":
+            self.phase = self.add_weight(
+                shape=(self.hidden_units,),
+                initializer=keras.initializers.RandomUniform(0.0, 2.0 * np.pi, seed=self._seed(2)),
+                trainable=False,
+                name="phase",
+            )
         self.output_weights = self.add_weight(
             shape=(self.hidden_units,),
             initializer=keras.initializers.RandomNormal(
@@ -139,10 +227,26 @@ class OCNN(AnomalyDetector):
     def call(self, x, training=False):
         return self.compute_embedding(x, training=training)
 
+    @property
+    def feature_scale(self) -> float:
+        """The factor `1 / sqrt(hidden_units)` of the cosine features."""
+        return float(1.0 / np.sqrt(self.hidden_units))
+
+    def preactivation_normalised(self, x_norm, training=False):
+        """`V x` (`V x + b` for `"cos"`) for a batch normalised by the model's scaler."""
+        h = self.encoder(x_norm, training=training)
+        return h + self.phase if self.activation == "cos" else h
+
+    def embed_normalised(self, x_norm, training=False):
+        """`g(V x)` for a batch normalised by the model's scaler."""
+        h = self.preactivation_normalised(x_norm, training=training)
+        if self.activation == "cos":
+            return ops.cos(h) * self.feature_scale
+        return ops.sigmoid(h) if self.activation == "sigmoid" else h
+
     def compute_embedding(self, x, training=False):
         """`g(V x)` for a raw input batch."""
-        h = self.encoder(self.scaler(x), training=training)
-        return ops.sigmoid(h) if self.activation == "sigmoid" else h
+        return self.embed_normalised(self.scaler(x), training=training)
 
     def _outputs(self, x, training=False):
         return ops.matmul(self.compute_embedding(x, training=training), self.output_weights)
@@ -181,8 +285,9 @@ class OCNN(AnomalyDetector):
     def per_sample_loss(self, x, training=False):
         y = self._outputs(x, training=training)
         hinge = ops.maximum(self.rho - y, 0.0)
+        # Fixed V adds a constant: the value stays the paper's objective.
         penalty = 0.5 * ops.sum(ops.square(self.output_weights)) + 0.5 * weight_penalty(
-            self.encoder.trainable_variables
+            self.encoder.weights
         )
         return penalty + hinge / self.nu - self.rho, {"hinge": hinge}
 
@@ -194,7 +299,13 @@ class OCNN(AnomalyDetector):
 
     def get_config(self):
         config = super().get_config()
-        config.update(hidden_units=self.hidden_units, activation=self.activation, nu=self.nu)
+        config.update(
+            hidden_units=self.hidden_units,
+            activation=self.activation,
+            nu=self.nu,
+            bandwidth=self.bandwidth,
+            trainable_features=self.trainable_features,
+        )
         if self._user_encoder:
             config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
         return config

@@ -106,6 +106,23 @@ def test_int8_metadata_tells_the_runtime_everything(zoo):
     assert svdd.tflite["float32"].metadata["scoring"] == {"kind": "graph", "output": "score"}
 
 
+def test_ocnn_cosine_features_export_integer_only(zoo):
+    """The int8 OC-NN runs `V x + b` in integers; the host takes the cosine and the margin."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    e = zoo["ocnn"]
+    assert e.model.activation == "cos"
+    scoring = e.tflite["int8"].metadata["scoring"]
+    assert scoring["kind"] == "cosine_margin" and scoring["output"] == "phase"
+    assert scoring["scale"] == pytest.approx(1.0 / np.sqrt(e.model.hidden_units))
+    np.testing.assert_allclose(scoring["weights"], np.asarray(e.model.output_weights), rtol=1e-7)
+    # No float tensor anywhere: no cosine (or anything else) run in float inside the file.
+    tensors = Interpreter(model_path=str(e.tflite["int8"].path)).get_tensor_details()
+    assert tensors and all(np.dtype(t["dtype"]).kind == "i" for t in tensors), [
+        (t["name"], np.dtype(t["dtype"]).name) for t in tensors
+    ]
+
+
 def test_bad_arguments_are_refused_before_converting(zoo, tmp_path):
     source = zoo["ae"].saved_model
     with pytest.raises(ValueError, match="representative_data"):

@@ -87,7 +87,7 @@ def test_objective_matches_the_formula(trained, readings):
     loss, _ = trained.per_sample_loss(tf.constant(x))
     y = trained.outputs(x).astype(np.float64)
     w = np.asarray(trained.output_weights, dtype=np.float64)
-    v = np.asarray(trained.encoder.trainable_weights[0], dtype=np.float64)
+    v = np.asarray(trained.encoder.get_layer("V").kernel, dtype=np.float64)
     rho = float(trained.rho)
     expected = (
         0.5 * (w**2).sum() + 0.5 * (v**2).sum() + np.maximum(rho - y, 0).mean() / trained.nu - rho
@@ -102,12 +102,110 @@ def test_score_is_r_minus_output(trained, readings):
     )
 
 
-def test_auroc_on_generated_data(readings):
+@pytest.mark.parametrize("activation", ["cos", "linear"])
+def test_auroc_on_generated_data(readings, activation):
     x_train, x_test, y_test = readings
     keras.utils.set_random_seed(0)
-    model = OCNN(hidden_units=32, nu=0.1, seed=0)
+    model = OCNN(hidden_units=32, activation=activation, nu=0.1, seed=0)
     model.fit(x_train, epochs=20, batch_size=64, verbose=0)
     assert contract.auroc(model, x_test, y_test) >= 0.95
+
+
+def ring_around_a_gaussian(seed=0, n_train=500):
+    """2-D standard normal data; anomalies on a ring of radius 3.5 to 5 all around it."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0.0, 2.0 * np.pi, 60)
+    radius = rng.uniform(3.5, 5.0, 60)
+    anomalies = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+    x_test = np.concatenate([rng.standard_normal((300, 2)), anomalies])
+    y_test = np.repeat([0, 1], [300, 60])
+    return rng.standard_normal((n_train, 2)).astype("float32"), x_test.astype("float32"), y_test
+
+
+def test_cosine_features_find_anomalies_on_every_side():
+    x_train, x_test, y_test = ring_around_a_gaussian()
+    aurocs = {}
+    for activation in ("cos", "linear"):
+        keras.utils.set_random_seed(0)
+        model = OCNN(activation=activation, seed=0)
+        model.fit(x_train, epochs=15, batch_size=64, verbose=0)
+        aurocs[activation] = contract.auroc(model, x_test, y_test)
+    # A linear g separates the data from the origin: a ring is half "beyond" the data.
+    assert aurocs["cos"] > 0.9 and aurocs["linear"] < 0.7, aurocs
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_class_defaults_on_breast_cancer(seed):
+    data = load_builtin("breast_cancer", seed=seed)
+    keras.utils.set_random_seed(seed)
+    model = OCNN(seed=seed)
+    model.fit(data.x_train, epochs=30, batch_size=64, verbose=0)
+    assert contract.auroc(model, data.x_test, data.y_test) >= 0.9
+
+
+def test_random_features_are_seeded_saved_and_fixed(readings, tmp_path):
+    x_train = readings[0][:256]
+
+    def features(model):
+        return model.encoder.get_layer("V").kernel.numpy().copy(), model.phase.numpy().copy()
+
+    first, second, other = OCNN(seed=0), OCNN(seed=0), OCNN(seed=1)
+    for model in (first, second, other):
+        model.build((None, x_train.shape[1]))
+    v, b = features(first)
+    np.testing.assert_array_equal(features(second)[0], v)
+    np.testing.assert_array_equal(features(second)[1], b)
+    assert not np.array_equal(features(other)[1], b)
+    assert b.min() >= 0.0 and b.max() < 2.0 * np.pi and b.std() > 1.0
+    # V ~ N(0, 1 / (bandwidth^2 D)).
+    assert np.std(v) == pytest.approx(1.0 / (first.bandwidth * np.sqrt(v.shape[0])), rel=0.1)
+    w = first.output_weights.numpy().copy()
+    first.fit(x_train, epochs=2, batch_size=32, verbose=0)
+    assert not first.features_trainable and not first.encoder.trainable_weights
+    np.testing.assert_array_equal(features(first)[0], v)
+    np.testing.assert_array_equal(features(first)[1], b)
+    assert not np.array_equal(first.output_weights.numpy(), w)
+    loaded = contract.check_save_load(first, readings[1], tmp_path)
+    for got, want in zip(features(loaded), (v, b), strict=True):
+        np.testing.assert_array_equal(got, want)  # also after a further epoch
+
+
+def test_trainable_features_train_v_but_not_the_phase(readings):
+    x_train = readings[0][:256]
+    model = OCNN(hidden_units=8, trainable_features=True, seed=0)
+    model.build((None, x_train.shape[1]))
+    v, b = model.encoder.get_layer("V").kernel.numpy().copy(), model.phase.numpy().copy()
+    model.fit(x_train, epochs=1, batch_size=32, verbose=0)
+    assert not np.array_equal(model.encoder.get_layer("V").kernel.numpy(), v)
+    np.testing.assert_array_equal(model.phase.numpy(), b)
+
+
+def test_a_given_encoder_keeps_its_trainable_flag_unless_told():
+    def encoder(trainable):
+        inputs = keras.Input((12,))
+        model = keras.Model(inputs, keras.layers.Dense(4)(inputs))
+        model.trainable = trainable
+        return model
+
+    for trainable, argument, expected in [
+        (False, None, False),
+        (True, None, True),
+        (True, False, False),
+        (False, True, True),
+    ]:
+        model = OCNN(encoder=encoder(trainable), trainable_features=argument, seed=0)
+        model.build((None, 12))
+        assert model.features_trainable is expected
+        assert bool(model.encoder.trainable_weights) is expected
+        assert model.phase.shape == (4,)
+
+
+def test_cosine_embedding_is_the_random_feature_map(trained, readings):
+    x = readings[1][:50]
+    v = trained.encoder.get_layer("V").kernel.numpy().astype(np.float64)
+    x_norm = np.asarray(trained.scaler(x), dtype=np.float64)
+    expected = np.cos(x_norm @ v + trained.phase.numpy()) / np.sqrt(trained.hidden_units)
+    np.testing.assert_allclose(trained.embed(x), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_from_autoencoder_copies_and_fine_tunes_the_encoder(readings):
@@ -144,6 +242,8 @@ def test_digits_one_class():
         ({"nu": 0.0}, "nu"),
         ({"nu": 1.0}, "nu"),
         ({"hidden_units": 0}, "hidden_units"),
+        ({"bandwidth": 0.0}, "bandwidth"),
+        ({"trainable_features": "yes"}, "trainable_features"),
         ({"encoder": "ae"}, "encoder"),
     ],
 )
