@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_deepad.models import AE
-from keras_deepad.registry import get_detector
+from keras_deepad.registry import get_detector, get_spec
 from tests.contract import auroc
 
 
@@ -36,15 +36,41 @@ def test_seed_form_is_sigmoid_without_biases(blobs):
 
 
 def test_borghesi_preset(blobs):
-    model = get_detector("ae-borghesi")
-    model.fit(blobs.x_train[:200], epochs=1, batch_size=64, verbose=0)
-    code = model.encoder.get_layer("code")
-    assert code.units == 10 * 16 and code.activation is keras.activations.relu
-    assert isinstance(code.activity_regularizer, keras.regularizers.L1)
+    x_train, x = blobs.x_train[:200], blobs.x_test[:64]
+    model = get_detector("ae-borghesi", seed=0)
+    assert get_spec("ae-borghesi").fit_params["batch_size"] == 64
+    model.fit(x_train, epochs=1, batch_size=64, verbose=0)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
     assert model.loss_kind == "mae" and model.score_method == "max"
     assert model.normalization == "minmax"
-    # The activity penalty is part of the training loss.
-    assert len(model.losses) > 0
+    # Exactly Dense(10 * D, relu, L1(1e-5) on the activity) -> Dense(D, linear): no other layer.
+    (code,) = [layer for layer in model.encoder.layers if layer.weights]
+    (output,) = [layer for layer in model.decoder.layers if layer.weights]
+    assert [type(layer) for layer in (*model.encoder.layers, *model.decoder.layers)] == [
+        keras.layers.InputLayer,
+        keras.layers.Dense,
+        keras.layers.InputLayer,
+        keras.layers.Dense,
+    ]
+    assert code.units == 10 * 16 and code.activation is keras.activations.relu
+    assert isinstance(code.activity_regularizer, keras.regularizers.L1)
+    assert float(code.activity_regularizer.l1) == pytest.approx(1e-5)
+    assert output.units == 16 and output.activation is keras.activations.linear
+    # The forward pass by hand, in min-max units of the training data.
+    low, high = x_train.min(axis=0), x_train.max(axis=0)
+    xs = (x - low) / (high - low)
+    w1, b1, w2, b2 = (np.asarray(w, dtype=np.float64) for w in model.trainable_weights)
+    hidden = np.maximum(xs @ w1 + b1, 0.0)
+    error = np.abs(xs - (hidden @ w2 + b2))
+    # The score: the largest absolute per-feature error (the default method).
+    np.testing.assert_allclose(model.score(x), error.max(axis=1), rtol=1e-4)
+    np.testing.assert_allclose(model.score(x, method="max"), error.max(axis=1), rtol=1e-4)
+    # The objective: mean absolute error plus 1e-5 * sum |h| per sample (Keras divides the
+    # activity penalty by the batch size), here on one batch.
+    penalty = 1e-5 * hidden.sum(axis=1).mean()
+    assert penalty > 1e-4 * error.mean()  # large enough to be seen at rel=1e-5
+    logs = model.evaluate(x, batch_size=len(x), verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(error.mean() + penalty, rel=1e-5)
 
 
 def test_score_methods_are_consistent(blobs):

@@ -207,30 +207,63 @@ def test_auroc_on_generated_data(blobs):
         assert contract.auroc(model, blobs.x_test, blobs.y_test) >= 0.95, objective
 
 
-def test_auroc_on_digits_one_class_protocol():
-    data = load_builtin("digits", seed=0, normal_class=0)
+#: One-class digits: floor per normal class, about 0.05 below the measured AUROC
+#: (0: 1.00, 3: 0.91, 7: 0.99); 3 is among the hardest classes for this network.
+DIGIT_FLOORS = {0: 0.95, 3: 0.85, 7: 0.93}
+
+
+@pytest.mark.parametrize("normal_class", sorted(DIGIT_FLOORS))
+def test_auroc_on_digits_one_class_protocol(normal_class):
+    data = load_builtin("digits", seed=0, normal_class=normal_class)
     keras.utils.set_random_seed(0)
-    model = DeepSVDD(rep_dim=16, hidden_units=(32,), pretrain_epochs=10, seed=0)
+    model = DeepSVDD(
+        objective="one-class",
+        rep_dim=16,
+        hidden_units=(32,),
+        pretrain_epochs=10,
+        normalization="minmax",
+        seed=0,
+    )
     model.fit(data.x_train, epochs=20, batch_size=64, verbose=0)
-    assert contract.auroc(model, data.x_test, data.y_test) >= 0.9
+    assert contract.auroc(model, data.x_test, data.y_test) >= DIGIT_FLOORS[normal_class]
 
 
 def test_conv_deep_svdd_trains_on_images():
     data = load_builtin("digits", seed=0, normal_class=1)
     images = data.x_train.reshape(-1, 8, 8, 1)
     model = DeepSVDD(
+        objective="one-class",
         architecture="conv",
         conv_filters=(8, 4),
+        kernel_size=5,
         rep_dim=16,
-        pretrain_epochs=2,
+        batch_norm=True,
+        pretrain_epochs=10,
         decoder_output_activation="sigmoid",
         normalization=None,
         seed=0,
     )
-    model.fit(images, epochs=2, batch_size=64, verbose=0)
-    scores = model.score(data.x_test.reshape(-1, 8, 8, 1))
-    assert scores.shape == (len(data.x_test),) and np.isfinite(scores).all()
+    seen = {}
+
+    class AtTrainBegin(keras.callbacks.Callback):
+        # After pretraining and the centre, before the first update of the objective.
+        def on_train_begin(self, logs=None):
+            seen["center"] = np.asarray(model.center).copy()
+            seen["mean"] = np.mean(np.asarray(model.network(images, training=False)), axis=0)
+
+    keras.utils.set_random_seed(0)
+    model.fit(images, epochs=10, batch_size=16, verbose=0, callbacks=[AtTrainBegin()])
+    np.testing.assert_allclose(seen["center"], adjust_center(seen["mean"]), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(model.center), seen["center"])  # c stays fixed
     assert model.embed(images[:5]).shape == (5, 16)
+    # Digit 1 against the nine others: measured 0.92 (0.90-0.95 over global seeds 0-3).
+    x_test = data.x_test.reshape(-1, 8, 8, 1)
+    assert contract.auroc(model, x_test, data.y_test) >= 0.85
+    # The score is ||phi(x) - c||^2 of the final network.
+    embedding = np.asarray(model.network(x_test, training=False), dtype=np.float64)
+    np.testing.assert_allclose(
+        model.score(x_test), ((embedding - seen["center"]) ** 2).sum(axis=1), rtol=1e-4
+    )
 
 
 def test_fits_from_a_tf_data_pipeline(blobs):

@@ -3,17 +3,35 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
+from keras_deepad.losses import MMD_SCALES
 from keras_deepad.models import WAE
+from keras_deepad.priors import StandardNormal
 from tests.contract import auroc
-from tests.models.test_aae import FAST, mmd_to_prior
+from tests.models.test_aae import FAST, check_scores_against_numpy, minmax, mmd_to_prior
+
+#: Tolstikhin et al.'s reference code sums the IMQ kernel over C = C_base * these.
+REFERENCE_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 @pytest.fixture(scope="module", params=["mmd", "gan"])
 def trained(request, blobs):
     """A WAE trained on the generated blobs, with the MMD to the prior before and after."""
     keras.utils.set_random_seed(0)
-    model = WAE(penalty=request.param, seed=0)
+    model = WAE(
+        penalty=request.param,
+        lambda_=1.0,
+        kernel="imq",
+        hidden_units=(64, 32),
+        latent_dim=8,
+        prior="normal",
+        stochastic_encoder=False,
+        score_weight=0.1,
+        gradient_penalty=10.0,
+        normalization="minmax",
+        seed=0,
+    )
     model.build((None, 16))
     model.scaler.adapt(blobs.x_train)
     model.compile(steps_per_execution=FAST)
@@ -41,11 +59,85 @@ def test_auroc_floor_on_generated_data(trained, blobs):
         assert auroc(model, blobs.x_test, blobs.y_test, method=method) >= 0.95, method
 
 
-def test_every_score_method_is_finite(trained, blobs):
+def test_every_score_method_equals_its_numpy_recomputation(trained, blobs):
     model = trained[0]
-    for method in model.score_methods:
-        scores = model.score(blobs.x_test, method=method)
-        assert scores.shape == (len(blobs.x_test),) and np.isfinite(scores).all(), method
+    check_scores_against_numpy(model, blobs.x_train, blobs.x_test)
+
+
+class FixedDraws(StandardNormal):
+    """`N(0, scale^2 I)` whose draws are a fixed array, so the model's MMD is reproducible."""
+
+    def __init__(self, draws, scale):
+        super().__init__(scale)
+        self.draws = np.asarray(draws, dtype="float32")
+
+    def sample(self, n, dim, seed=None):
+        return ops.convert_to_tensor(self.draws)[:n]
+
+
+def imq_mmd(x, y, bandwidths):
+    """Unbiased MMD^2 with the IMQ kernel C / (C + ||a - b||^2) summed over `bandwidths`."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+    def kernel(a, b):
+        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=-1)
+        return sum(c / (c + d2) for c in bandwidths)
+
+    n, m = len(x), len(y)
+    k_xx, k_yy = kernel(x, x), kernel(y, y)
+    within_x = (k_xx.sum() - np.trace(k_xx)) / (n * n - n)
+    within_y = (k_yy.sum() - np.trace(k_yy)) / (m * m - m)
+    return within_x + within_y - 2.0 * kernel(x, y).sum() / (n * m)
+
+
+def test_mmd_sums_imq_kernels_over_the_reference_scales(blobs):
+    assert MMD_SCALES == REFERENCE_SCALES
+    assert WAE().mmd_scales == REFERENCE_SCALES  # the default, not only the constant
+    latent_dim, sigma, n = 3, 1.5, 64
+    rng = np.random.default_rng(0)
+    draws = sigma * rng.standard_normal((n, latent_dim))
+    model = WAE(
+        prior=FixedDraws(draws, scale=sigma),
+        latent_dim=latent_dim,
+        hidden_units=(8,),
+        lambda_=2.0,
+        kernel="imq",
+        stochastic_encoder=False,
+        normalization="minmax",
+        seed=0,
+    )
+    model.build((None, 16))
+    model.scaler.adapt(blobs.x_train)
+    model.compile()
+
+    base = 2.0 * latent_dim * sigma**2  # C_base = 2 * z_dim * sigma_z^2
+
+    def reference(codes):
+        return imq_mmd(codes, draws, [base * s for s in REFERENCE_SCALES])
+
+    # On fixed codes: a shifted, wider cloud than the prior draws.
+    codes = (0.5 + 2.0 * rng.standard_normal((n, latent_dim))).astype("float32")
+    expected = reference(codes)
+    assert float(model.mmd_penalty(codes)) == pytest.approx(expected, rel=1e-4)
+    # The value tells the reference bandwidths from near misses.
+    near_misses = {
+        "without 0.1": [base * s for s in REFERENCE_SCALES[1:]],
+        "without 10": [base * s for s in REFERENCE_SCALES[:-1]],
+        "C_base only": [base],
+        "1 to 100": [base * s for s in (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)],
+        "sigma_z^2 = 1": [2.0 * latent_dim * s for s in REFERENCE_SCALES],
+        "no factor 2": [0.5 * base * s for s in REFERENCE_SCALES],
+    }
+    for name, bandwidths in near_misses.items():
+        assert abs(imq_mmd(codes, draws, bandwidths) - expected) > 0.01 * abs(expected), name
+    # In training terms: evaluate's penalty is that MMD of the encoder's codes, weighted by lambda.
+    x = blobs.x_test[:n]
+    logs = model.evaluate(x, batch_size=n, verbose=0, return_dict=True)
+    codes = np.asarray(model.encoder(minmax(x, blobs.x_train)))
+    assert logs["penalty"] == pytest.approx(reference(codes), rel=1e-4)
+    assert logs["loss"] == pytest.approx(
+        logs["reconstruction_loss"] + 2.0 * reference(codes), rel=1e-5
+    )
 
 
 def test_save_and_reload_restore_every_optimizer(trained, blobs, tmp_path):
