@@ -559,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--learning-rate",
         type=float,
         default=None,
-        help="Adam learning rate (default: the preset's, else 1e-3)",
+        help="Adam learning rate (default: the preset's, else the detector's own, 1e-3 for most)",
     )
     p.add_argument(
         "--param",
@@ -741,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", default="saved_models", help="where to write (default saved_models)"
     )
     # train_and_calibrate's other settings, at their `train` defaults.
-    p.set_defaults(func=cmd_demo, param=[], batch_size=None, learning_rate=1e-3, contamination=None)
+    p.set_defaults(func=cmd_demo, param=[], batch_size=None, learning_rate=None, contamination=None)
     return parser
 
 

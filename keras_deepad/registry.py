@@ -23,7 +23,12 @@ class DetectorSpec:
 
 
 _SPECS = [
-    DetectorSpec("ae", "AE", "Dense autoencoder (64-32-8), reconstruction error."),
+    DetectorSpec(
+        "ae",
+        "AE",
+        "Dense autoencoder (64 hidden, 32 ReLU code, dropout 0.2, standardised inputs), "
+        "reconstruction error.",
+    ),
     DetectorSpec(
         "ae-seed",
         "AE",
@@ -218,7 +223,8 @@ def train_detector(
         x: training data (anything `AnomalyDetector.fit` accepts).
         epochs: training epochs.
         batch_size: minibatch size (default: the preset's, else 32).
-        learning_rate: Adam learning rate (default: the preset's, else 1e-3).
+        learning_rate: Adam learning rate (default: the preset's, else the class's
+            `default_learning_rate`).
         seed: seeds Keras, NumPy and Python and is the detector's `seed`
             unless `params` sets one.
         params: constructor arguments overriding the preset.
@@ -234,8 +240,8 @@ def train_detector(
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     model = spec.cls(**{**spec.params, "seed": seed, **(params or {})})
-    learning_rate = float(learning_rate or spec.fit_params.get("learning_rate", 1e-3))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    learning_rate = learning_rate or spec.fit_params.get("learning_rate")
+    model.compile(optimizer=None if learning_rate is None else keras.optimizers.Adam(learning_rate))
     batch_size = int(batch_size or spec.fit_params.get("batch_size", 32))
     history = model.fit(
         x, epochs=int(epochs), batch_size=batch_size, verbose=verbose, callbacks=callbacks

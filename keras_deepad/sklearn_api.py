@@ -24,7 +24,8 @@ class PyODDetector(OutlierMixin, BaseEstimator):
     Args:
         detector: a registered detector name (see `keras-deepad models`).
         contamination: expected fraction of anomalies in the training data.
-        epochs, batch_size, learning_rate: training settings.
+        epochs, batch_size, learning_rate: training settings (`None`: the
+            preset's, else the detector's own).
         detector_params: constructor arguments overriding the preset.
         seed: seeds Keras, NumPy and Python before training.
         verbose: Keras `fit` verbosity.
@@ -41,7 +42,7 @@ class PyODDetector(OutlierMixin, BaseEstimator):
         contamination=0.1,
         epochs=50,
         batch_size=None,
-        learning_rate=1e-3,
+        learning_rate=None,
         detector_params=None,
         seed=None,
         verbose=0,

@@ -69,6 +69,8 @@ class AnomalyDetector(keras.Model):
 
     score_methods: tuple[str, ...] = ()
     default_score_method: str | None = None
+    #: Adam's learning rate when `compile()` (or `fit` without `compile`) picks the optimizer.
+    default_learning_rate: float = 1e-3
     #: Hooks a concrete detector (one that lists `score_methods`) defines:
     #: `build_networks(feature_shape)`, `per_sample_loss(x, training)` returning
     #: `(loss of shape (batch,), {metric name: per-sample values})`, and
@@ -138,8 +140,16 @@ class AnomalyDetector(keras.Model):
         """Reduces the per-sample loss to the batch loss (the mean)."""
         return ops.mean(per_sample)
 
-    def compile(self, optimizer="adam", **kwargs):
-        """Configures training; detectors need no `loss` (it is their objective)."""
+    def compile(self, optimizer=None, **kwargs):
+        """Configures training; detectors need no `loss` (it is their objective).
+
+        Args:
+            optimizer: a Keras optimizer or its name; `None` (the default) is
+                Adam at the class's `default_learning_rate`.
+            **kwargs: `keras.Model.compile` arguments.
+        """
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(self.default_learning_rate)
         super().compile(optimizer=optimizer, **kwargs)
 
     def get_compile_config(self):

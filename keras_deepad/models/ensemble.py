@@ -271,10 +271,15 @@ class DetectorEnsemble(AnomalyDetector):
                 member.build((None, *feature_shape))
 
     # ---------------------------------------------------------------- train
-    def compile(self, optimizer="adam", **kwargs):
-        """Compiles every member with its own copy of `optimizer` and `kwargs`."""
+    def compile(self, optimizer=None, **kwargs):
+        """Compiles every member with its own copy of `optimizer` and `kwargs`.
+
+        With `optimizer=None` (the default) each member gets its own default
+        (Adam at its class's `default_learning_rate`).
+        """
         for member in self.members:
-            member.compile(optimizer=_copy_optimizer(optimizer), **kwargs)
+            copy = None if optimizer is None else _copy_optimizer(optimizer)
+            member.compile(optimizer=copy, **kwargs)
 
     def per_sample_loss(self, x, training=False):
         raise ValueError(_NO_JOINT_OBJECTIVE)

@@ -212,12 +212,12 @@ class LatentAutoEncoder(ReconstructionDetector):
     def autoencoder_variables(self):
         return [*self.encoder.trainable_variables, *self.decoder.trainable_variables]
 
-    def compile(self, optimizer="adam", **kwargs):
+    def compile(self, optimizer=None, **kwargs):
         """Configures training with one optimizer per update.
 
         Args:
             optimizer: the encoder/decoder (reconstruction) optimizer;
-                default Adam(1e-3).
+                default Adam at `default_learning_rate` (1e-3).
             **kwargs: the detector's other optimizers by name (see
                 `extra_optimizers`; `None` picks the default) and
                 `keras.Model.compile` arguments.

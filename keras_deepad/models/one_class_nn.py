@@ -106,6 +106,7 @@ class OCNN(AnomalyDetector):
 
     score_methods = ("decision",)
     default_score_method = "decision"
+    default_learning_rate = DEFAULT_LEARNING_RATE
 
     def __init__(
         self,
@@ -153,12 +154,6 @@ class OCNN(AnomalyDetector):
         )
         self.hinge_tracker = keras.metrics.Mean(name="hinge")
         object.__setattr__(self, "_train_x", None)
-
-    def compile(self, optimizer=None, **kwargs):
-        """As `AnomalyDetector.compile`; the default optimizer is Adam(`DEFAULT_LEARNING_RATE`)."""
-        if optimizer is None:
-            optimizer = keras.optimizers.Adam(DEFAULT_LEARNING_RATE)
-        super().compile(optimizer=optimizer, **kwargs)
 
     @classmethod
     def from_autoencoder(cls, autoencoder, **kwargs):
