@@ -29,3 +29,20 @@ def test_likelihoods_match_numpy(rng):
         losses.gaussian_kl(mu, lv), 0.5 * (np.exp(lv) + mu**2 - 1 - lv).sum(1), rtol=1e-5
     )
     assert float(losses.gaussian_kl(np.zeros((1, 2)), np.zeros((1, 2)))[0]) == 0.0
+
+
+def test_gaussian_nll_with_a_per_pixel_variance_on_images(rng):
+    # A per-feature log-variance of an image detector has the sample shape (no batch axis).
+    x = rng.normal(size=(5, 4, 3, 1)).astype("float32")
+    mean = rng.normal(size=(5, 4, 3, 1)).astype("float32")
+    logvar = rng.normal(size=(4, 3, 1)).astype("float32")
+    expected = 0.5 * np.sum(
+        math.log(2 * math.pi) + logvar + (x - mean) ** 2 * np.exp(-logvar), axis=(1, 2, 3)
+    )
+    got = np.asarray(losses.gaussian_nll(x, mean, logvar))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # One value per sample and feature (the shape of x) is per sample.
+    per_sample = np.broadcast_to(logvar, x.shape)
+    np.testing.assert_allclose(
+        np.asarray(losses.gaussian_nll(x, mean, per_sample)), expected, rtol=1e-5
+    )

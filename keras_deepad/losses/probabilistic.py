@@ -12,10 +12,13 @@ def _flat(x):
 def gaussian_nll(x, mean, logvar):
     """`-log N(x; mean, exp(logvar))` summed over features, shape `(batch,)`.
 
-    `logvar` broadcasts against `x` (per feature, scalar or per sample).
+    `logvar` broadcasts against `x`: a scalar, one value per feature (the
+    sample shape without the batch axis, e.g. `(28, 28, 1)` for images) or
+    one value per sample and feature (the shape of `x`).
     """
+    per_sample = ops.ndim(logvar) == ops.ndim(x)
     x, mean = _flat(x), _flat(mean)
-    logvar = ops.broadcast_to(logvar, ops.shape(mean)) if ops.ndim(logvar) < 2 else _flat(logvar)
+    logvar = _flat(logvar) if per_sample else ops.reshape(logvar, (1, -1))
     return 0.5 * ops.sum(_LOG_2PI + logvar + ops.square(x - mean) * ops.exp(-logvar), axis=-1)
 
 

@@ -234,3 +234,13 @@ def test_user_networks_round_trip(blobs, tmp_path):
         np.testing.assert_array_equal(
             loaded.score(blobs.x_test, method=method), model.score(blobs.x_test, method=method)
         )
+
+
+def test_dense_gaussian_vae_trains_on_images(rng):
+    # The dense VAE flattens images; its per-pixel decoder variance has the image shape.
+    x = rng.uniform(size=(64, 8, 8, 1)).astype("float32")
+    model = VAE(latent_dim=2, hidden_units=(16,), decoder_variance="feature", seed=0)
+    model.fit(x, epochs=2, batch_size=16, verbose=0)
+    assert model.decoder_logvar.shape == (8, 8, 1)
+    scores = model.score(x)
+    assert scores.shape == (64,) and np.isfinite(scores).all()
