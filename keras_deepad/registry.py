@@ -49,7 +49,7 @@ _SPECS = [
             "score_method": "max",
             "normalization": "minmax",
         },
-        {"batch_size": 64},
+        {"batch_size": 64, "learning_rate": 1e-3},
     ),
     DetectorSpec(
         "ae-denoising",
@@ -121,8 +121,8 @@ _SPECS = [
     DetectorSpec(
         "ocnn",
         "OCNN",
-        "One-class neural network on 64 fixed cosine random features (RBF kernel), nu 0.1.",
-        {"hidden_units": 64, "activation": "cos", "nu": 0.1},
+        "One-class neural network on 64 fixed cosine random features (RBF kernel), nu 0.5.",
+        {"hidden_units": 64, "activation": "cos", "nu": 0.5},
         {"batch_size": 64, "learning_rate": 1e-2},
     ),
     DetectorSpec(

@@ -21,7 +21,7 @@ class AAE(LatentAutoEncoder):
        non-saturating loss) with `generator_optimizer`.
 
     `compile(optimizer=..., discriminator_optimizer=...,
-    generator_optimizer=...)` sets them (defaults: Adam(1e-3), Adam(1e-3,
+    generator_optimizer=...)` sets them (defaults: Adam(5e-3), Adam(1e-3,
     beta_1=0.5), Adam(1e-3, beta_1=0.5)); all three are saved with the model
     and restored on load. Metrics: `loss` (the reconstruction objective),
     `reconstruction_loss`, `discriminator_loss`, `generator_loss` and
@@ -59,7 +59,7 @@ class AAE(LatentAutoEncoder):
             drop the samples at or above the batch's q-quantile of the
             reconstruction error (contaminated training data; see
             `ReconstructionDetector`).
-        normalization: see `AnomalyDetector` (default `"minmax"`).
+        normalization: see `AnomalyDetector` (default `"standard"`).
         score_method: `"reconstruction"` (default), `"reconstruction_sampled"`,
             `"latent"` (`-log p(E(x))`), `"discriminator"` (`-log D(E(x))`:
             a high D means normal), `"combined"` or `"jacodeco"`; see

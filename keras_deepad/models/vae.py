@@ -60,7 +60,14 @@ class VAE(ReconstructionDetector):
             see `keras_deepad.scores.jacodeco`). The
             Monte-Carlo scores use the same L standard-normal draws for every
             sample (fixed by `seed`), so scores are deterministic and do not
-            depend on batching.
+            depend on batching. The default is `"reconstruction_probability"`:
+            when the posterior collapses (the KL term near zero, the decoder
+            returning about the data mean), `"reconstruction"` measures the
+            distance to the mean and can rank backwards, while the
+            likelihood under the learned per-feature variance still weighs
+            each feature by how well it is normally reconstructed (tabular
+            suite, seven real sets, seeds 1-3: mean AUROC 0.668 against 0.629;
+            vehicle 0.59 against 0.41).
         seed: seed of the training sampler and of the score draws.
 
     Example:
@@ -76,7 +83,7 @@ class VAE(ReconstructionDetector):
     """
 
     score_methods = ("reconstruction", "reconstruction_probability", "elbo", "latent", "jacodeco")
-    default_score_method = "reconstruction"
+    default_score_method = "reconstruction_probability"
 
     def __init__(
         self,

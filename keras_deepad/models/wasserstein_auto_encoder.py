@@ -26,7 +26,7 @@ class WAE(LatentAutoEncoder):
       `gradient_penalty / 2 * mean ||grad_z logit D(z_prior)||^2` by
       `discriminator_optimizer` (default Adam(1e-3, beta_1=0.5)), and the
       encoder/decoder minimise `c + lambda * BCE(D(E(x)), 1)` (the
-      non-saturating generator loss) with `optimizer` (default Adam(1e-3)).
+      non-saturating generator loss) with `optimizer` (default Adam(5e-3)).
       The reference code uses no R1 penalty and an adversary learning rate
       of 5e-4; without R1 the latent game oscillated here (see `AAE`).
 
@@ -55,7 +55,7 @@ class WAE(LatentAutoEncoder):
         percentile_loss: `None` (off), `True` (q = 0.95) or q in (0, 1):
             drop the samples at or above the batch's q-quantile of the
             reconstruction error (see `ReconstructionDetector`).
-        normalization: see `AnomalyDetector` (default `"minmax"`).
+        normalization: see `AnomalyDetector` (default `"standard"`).
         score_method: `"reconstruction"` (default),
             `"reconstruction_sampled"`, `"latent"`, `"jacodeco"`, and for
             `penalty="gan"` also `"discriminator"` and `"combined"`.
