@@ -10,7 +10,6 @@ from keras import ops
 
 from keras_deepad.models.auto_encoder import AE
 from keras_deepad.models.base import AnomalyDetector
-from keras_deepad.models.deep_svdd import DeepSVDD
 from keras_deepad.models.one_class_nn import OCNN
 from keras_deepad.models.vae import VAE
 
@@ -28,9 +27,13 @@ _NO_JOINT_OBJECTIVE = (
 def default_members(seed=None) -> list:
     """The members of `DetectorEnsemble()`: one list, the one place to retune.
 
-    Diverse on purpose: reconstruction (three autoencoders that differ only
-    in their random initialisation), a generative score (VAE reconstruction
-    probability) and two one-class objectives (Deep SVDD, OC-NN).
+    Diverse on purpose: reconstruction (two autoencoders that differ only in
+    their random initialisation), a generative score (the VAE's
+    reconstruction probability) and a kernel one-class objective (OC-NN on
+    cosine random features), each with its class defaults. Chosen by the
+    mean AUROC over the tabular suite (`benchmarks/tune.py`, seven real
+    sets, seeds 1-3): 0.695, against 0.687 for three autoencoders, the VAE,
+    Deep SVDD and OC-NN (IsolationForest 0.685 on the same splits).
 
     Args:
         seed: `None`, or an int from which each member's seed is derived.
@@ -43,12 +46,10 @@ def default_members(seed=None) -> list:
         return None if seed is None else int(seed) + offset
 
     return [
-        AE(normalization="standard", seed=member_seed(0)),
-        AE(normalization="standard", seed=member_seed(1)),
-        AE(normalization="standard", seed=member_seed(2)),
-        VAE(score_method="reconstruction_probability", seed=member_seed(3)),
-        DeepSVDD(seed=member_seed(4)),
-        OCNN(seed=member_seed(5)),
+        AE(seed=member_seed(0)),
+        AE(seed=member_seed(1)),
+        VAE(seed=member_seed(2)),
+        OCNN(seed=member_seed(3)),
     ]
 
 
