@@ -48,6 +48,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.preprocessing import MinMaxScaler  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+_STARTED = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 DATA_DIR = HERE / "data"
 RESULTS = HERE / "results"
 
@@ -305,9 +306,26 @@ def run_suite(args):
     print(f"wrote {json_path} and {md_path}")
 
 
-def _write(path, args, runs, seconds):
+def _invocations(path):
+    """The invocations recorded in an existing results file (each adds or reuses runs)."""
+    if not path.exists():
+        return []
+    meta = json.loads(path.read_text()).get("meta", {})
+    return meta.get("invocations") or [
+        {"command": meta.get("command"), "wall_seconds": meta.get("wall_seconds_last_invocation")}
+    ]
+
+
+def _write(path, args, runs, seconds, invocations=None):
+    command = "python benchmarks/suite.py " + " ".join(sys.argv[1:])
+    if invocations is None:
+        invocations = [i for i in _invocations(path) if i.get("started") != _STARTED]
+        invocations.append(
+            {"command": command, "started": _STARTED, "wall_seconds": round(seconds, 1)}
+        )
     meta = {
-        "command": "python benchmarks/suite.py " + " ".join(sys.argv[1:]),
+        "command": command,
+        "invocations": invocations,
         "machine": f"{os.cpu_count()} CPU cores ({cpu_model()}), no GPU",
         "versions": versions(),
         "seeds": args.seeds,
@@ -348,13 +366,21 @@ def render(runs, payload):
     lines = [
         "# Detection quality suite",
         "",
-        f"Command: `{meta['command']}`  ",
+        "Commands: "
+        + "; ".join(
+            f"`{i['command']}`"
+            for i in meta.get("invocations", [])
+            if "--merge" not in i["command"]
+        )
+        + "  ",
         f"Machine: {meta['machine']}; versions: "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
         + f"; sum of method wall times {meta['total_method_seconds']:.0f} s.",
         "",
         "AUROC, mean over seeds (spread max - min over seeds in brackets where more than one "
-        "seed ran). Peers and keras-deepad ran in the same process on the same splits.",
+        "seed ran). Peers and keras-deepad run on the same splits on the same machine; a run "
+        "is cached per (set, method, seed), so the table can gather several invocations of "
+        "the suite (listed in the JSON's `invocations`).",
     ]
     targets = []
     for task, title in (
@@ -449,6 +475,22 @@ def check_targets(task, table, sets):
     return out
 
 
+def merge(args):
+    """Adds the runs (and invocations) of other result files to this one and renders it."""
+    json_path = RESULTS / args.name / "suite.json" if args.name else RESULTS / "suite.json"
+    runs = {}
+    invocations = []
+    for path in [json_path, *map(Path, args.merge)]:
+        if path.exists():
+            invocations += _invocations(path)
+            runs.update({_key(r): r for r in json.loads(path.read_text())["runs"]})
+    args.seeds = sorted({r["seed"] for r in runs.values()})
+    _write(json_path, args, list(runs.values()), 0.0, invocations=invocations)
+    md_path = json_path.with_suffix(".md")
+    md_path.write_text(render(list(runs.values()), json.loads(json_path.read_text())))
+    print(md_path.read_text())
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="seed 1, 3 sets, 2 image classes")
@@ -466,7 +508,13 @@ def main(argv=None):
     parser.add_argument("--rerun", nargs="+", help="methods to measure again even if cached")
     parser.add_argument("--fresh", action="store_true", help="ignore the cached runs")
     parser.add_argument("--name", help="write to benchmarks/results/NAME/ instead")
+    parser.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="add the runs of other result files and render"
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        merge(args)
+        return
     if args.seeds is None:
         args.seeds = [1] if args.quick else [1, 2, 3]
     if args.quick and not args.name:
