@@ -22,8 +22,10 @@ SCRIPT = textwrap.dedent(
     def one_step(cls, strategy):
         keras.utils.set_random_seed(0)
         with strategy.scope():
-            model = cls(hidden_units=(8,), latent_dim=2, seed=0, **({} if cls is AE else
-                        {"beta": 0.0}))
+            # No dropout: both steps must see the same deterministic network.
+            model = cls(hidden_units=(8,), latent_dim=2, seed=0, **(
+                {"dropout": 0.0, "latent_activation": None, "normalization": "minmax"}
+                if cls is AE else {"beta": 0.0}))
             model.build((None, 8))
             model.compile(keras.optimizers.SGD(0.1))
         model.scaler.adapt(x)

@@ -109,7 +109,7 @@ def matched():
     )
     model.build((None, 16))
     model.scaler.adapt(x)
-    model.compile(steps_per_execution=FAST)
+    model.compile(keras.optimizers.Adam(1e-3), steps_per_execution=FAST)
     before = mmd_to_prior(model, x)
     history = model.fit(x, epochs=60, batch_size=64, verbose=0)
     return model, x, before, mmd_to_prior(model, x), history.history
