@@ -23,6 +23,9 @@ from keras_deepad.models import AE, VAE
 from keras_deepad.models.auto_encoder import percentile_mean, percentile_weights
 from keras_deepad.registry import get_detector
 
+#: The plain network these tests were written for: linear code, no dropout, min-max inputs.
+PLAIN_AE = {"latent_activation": None, "dropout": 0.0, "normalization": "minmax"}
+
 
 def manifold_data(seed, n_normal=450, contamination=0.1, dim=16, noise=0.05):
     """Normal data on a 2-D curved manifold, anomalies on another (1-D) one.
@@ -89,15 +92,7 @@ def test_all_tied_losses_keep_every_sample():
 def test_outlier_inputs_get_zero_gradient_through_the_model(rng):
     x = rng.normal(size=(32, 6)).astype("float32")
     # Deterministic forward pass (no dropout): the two gradient passes must see the same network.
-    model = AE(
-        hidden_units=(8,),
-        latent_dim=2,
-        latent_activation=None,
-        dropout=0.0,
-        normalization="minmax",
-        percentile_loss=0.85,
-        seed=0,
-    )
+    model = AE(hidden_units=(8,), latent_dim=2, percentile_loss=0.85, seed=0, **PLAIN_AE)
     model.build((None, 6))
     model.scaler.adapt(x)
     outliers = [0, 7, 19, 30]
@@ -185,15 +180,7 @@ def test_percentile_loss_beats_plain_training_on_contaminated_data():
     aurocs = {}
     for q in (None, 0.9):
         keras.utils.set_random_seed(0)
-        model = AE(
-            hidden_units=(32,),
-            latent_dim=8,
-            latent_activation=None,
-            dropout=0.0,
-            normalization="minmax",
-            percentile_loss=q,
-            seed=0,
-        )
+        model = AE(hidden_units=(32,), latent_dim=8, percentile_loss=q, seed=0, **PLAIN_AE)
         model.compile(keras.optimizers.Adam(1e-3))
         model.fit(x, epochs=25, batch_size=32, verbose=0)
         aurocs[q] = roc_auc_score(y_test, model.score(x_test))
@@ -270,15 +257,7 @@ def robust_run(blobs):
     """A real fit with percentile loss, knee stopping and cumulative error scoring."""
     keras.utils.set_random_seed(0)
     x = blobs.x_train[:200]
-    model = AE(
-        hidden_units=(16,),
-        latent_dim=3,
-        latent_activation=None,
-        dropout=0.0,
-        normalization="minmax",
-        percentile_loss=0.95,
-        seed=0,
-    )
+    model = AE(hidden_units=(16,), latent_dim=3, percentile_loss=0.95, seed=0, **PLAIN_AE)
     stopper, ces = KneeEarlyStopping(), CumulativeErrorScoring(x, batch_size=64)
     snapshots = _WeightSnapshots()
     history = model.fit(
