@@ -1,8 +1,8 @@
 """Detection quality suite: keras-deepad's defaults beside IsolationForest, scikit-learn and PyOD.
 
 Usage:
-    python benchmarks/suite.py --quick          # minutes: seed 1, three sets, two image classes
-    python benchmarks/suite.py                  # full: seeds 1-3, every set, all 10 classes
+    python benchmarks/suite.py --quick     # about 5 minutes: seed 1, three sets, two image classes
+    python benchmarks/suite.py             # full: seeds 1-3, every set, all 10 classes
     python benchmarks/suite.py --only tabular --detectors AE VAE --peers IsolationForest
 
 Every method, ours and the peers', runs in the same process on the same splits:
