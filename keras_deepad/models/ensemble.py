@@ -11,7 +11,6 @@ from keras import ops
 from keras_deepad.models.auto_encoder import AE
 from keras_deepad.models.base import AnomalyDetector
 from keras_deepad.models.one_class_nn import OCNN
-from keras_deepad.models.vae import VAE
 
 STANDARDIZATIONS = ("robust", "zscore")
 COMBINES = ("mean", "max")
@@ -27,13 +26,13 @@ _NO_JOINT_OBJECTIVE = (
 def default_members(seed=None) -> list:
     """The members of `DetectorEnsemble()`: one list, the one place to retune.
 
-    Diverse on purpose: reconstruction (two autoencoders that differ only in
-    their random initialisation), a generative score (the VAE's
-    reconstruction probability) and a kernel one-class objective (OC-NN on
-    cosine random features), each with its class defaults. Chosen by the
-    mean AUROC over the tabular suite (`benchmarks/tune.py`, seven real
-    sets, seeds 1-3): 0.695, against 0.687 for three autoencoders, the VAE,
-    Deep SVDD and OC-NN (IsolationForest 0.685 on the same splits).
+    Two families that fail differently: a reconstruction detector (the
+    autoencoder) and a kernel one-class objective (OC-NN on cosine random
+    features), each with its class defaults. Chosen by the mean AUROC over
+    the tabular suite (`benchmarks/tune.py`, seven real sets, seeds 1-3):
+    0.703, against 0.695 with a second AE and the VAE added, 0.693 with the
+    VAE added and 0.687 for three AEs, the VAE, Deep SVDD and OC-NN
+    (IsolationForest 0.685 on the same splits).
 
     Args:
         seed: `None`, or an int from which each member's seed is derived.
@@ -45,12 +44,7 @@ def default_members(seed=None) -> list:
     def member_seed(offset):
         return None if seed is None else int(seed) + offset
 
-    return [
-        AE(seed=member_seed(0)),
-        AE(seed=member_seed(1)),
-        VAE(seed=member_seed(2)),
-        OCNN(seed=member_seed(3)),
-    ]
+    return [AE(seed=member_seed(0)), OCNN(seed=member_seed(1))]
 
 
 def _check_members(members) -> list:
