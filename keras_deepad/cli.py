@@ -559,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--learning-rate",
         type=float,
         default=None,
-        help="Adam learning rate (default: the preset's, else the detector's own, 1e-3 for most)",
+        help="Adam learning rate (default: the preset's, else the detector's own default)",
     )
     p.add_argument(
         "--param",
