@@ -263,9 +263,7 @@ def ensemble_endpoints(model) -> dict:
     member_scores = _ensemble_member_scores(model)
     endpoints = {"member_scores": lambda x: {"member_scores": member_scores(x)}}
     if model.has_feature_scores:
-        endpoints["feature_scores"] = lambda x: {
-            "feature_scores": model.compute_feature_scores(x)
-        }
+        endpoints["feature_scores"] = lambda x: {"feature_scores": model.compute_feature_scores(x)}
     return endpoints
 
 

@@ -5,8 +5,13 @@ from keras import ops
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def _f32(x):
+    """Losses are float32 under mixed precision too (the network may return float16)."""
+    return ops.cast(x, "float32")
+
+
 def _flat(x):
-    return ops.reshape(x, (ops.shape(x)[0], -1))
+    return ops.reshape(_f32(x), (ops.shape(x)[0], -1))
 
 
 def gaussian_nll(x, mean, logvar):
@@ -18,7 +23,7 @@ def gaussian_nll(x, mean, logvar):
     """
     per_sample = ops.ndim(logvar) == ops.ndim(x)
     x, mean = _flat(x), _flat(mean)
-    logvar = _flat(logvar) if per_sample else ops.reshape(logvar, (1, -1))
+    logvar = _flat(logvar) if per_sample else ops.reshape(_f32(logvar), (1, -1))
     return 0.5 * ops.sum(_LOG_2PI + logvar + ops.square(x - mean) * ops.exp(-logvar), axis=-1)
 
 
@@ -32,9 +37,11 @@ def bernoulli_nll(x, logits):
 
 def gaussian_kl(mu, logvar):
     """`KL(N(mu, exp(logvar)) || N(0, I))` summed over latent dims, shape `(batch,)`."""
+    mu, logvar = _f32(mu), _f32(logvar)
     return 0.5 * ops.sum(ops.exp(logvar) + ops.square(mu) - 1.0 - logvar, axis=-1)
 
 
 def standard_normal_nll(z):
     """`-log N(z; 0, I)` summed over dims, shape `(batch,)`."""
+    z = _f32(z)
     return 0.5 * ops.sum(ops.square(z) + _LOG_2PI, axis=-1)

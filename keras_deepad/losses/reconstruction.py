@@ -2,12 +2,13 @@ from keras import ops
 
 
 def _flat(x):
-    return ops.reshape(x, (ops.shape(x)[0], -1))
+    # float32 under mixed precision too (the network may return float16).
+    return ops.reshape(ops.cast(x, "float32"), (ops.shape(x)[0], -1))
 
 
 def feature_errors(x, x_hat, kind="squared"):
     """Per-feature errors, same shape as `x`: `"squared"` or `"absolute"`."""
-    diff = x - x_hat
+    diff = ops.cast(x, "float32") - ops.cast(x_hat, "float32")
     if kind == "squared":
         return ops.square(diff)
     if kind == "absolute":

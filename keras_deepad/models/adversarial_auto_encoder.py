@@ -2,7 +2,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder, _replicas
+from keras_deepad.models.base import weighted_mean
+from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder
 
 
 @keras.saving.register_keras_serializable(package="keras_deepad")
@@ -127,13 +128,14 @@ class AAE(LatentAutoEncoder):
         )
 
     def train_step(self, data):
-        x_scaled = self._unpack(data)
-        replicas = _replicas()
-        # Gradients are summed over replicas: every loss is scaled inside its tape.
+        x_scaled, sample_weight = self._unpack(data)
+        # Every loss is scaled (replicas, mixed precision) inside its tape.
         ae_vars = self.autoencoder_variables()
         with tf.GradientTape() as tape:
-            _, x_hat, per_sample, rec_loss = self.reconstruction_terms(x_scaled, training=True)
-            scaled = rec_loss / replicas
+            _, x_hat, per_sample, rec_loss = self.reconstruction_terms(
+                x_scaled, training=True, sample_weight=sample_weight
+            )
+            scaled = self.scale_for_gradients(rec_loss)
         self.optimizer.apply(tape.gradient(scaled, ae_vars), ae_vars)
         self._track_errors(x_scaled, x_hat)
 
@@ -145,17 +147,22 @@ class AAE(LatentAutoEncoder):
         enc_vars = self.encoder.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.discriminator(self.latent_code(x_scaled, training=True), training=True)
-            g_loss = ops.mean(ops.softplus(-logits))  # -mean log D(E(x))
-            scaled = g_loss / replicas
+            # -mean log D(E(x)), each sample weighted as in the reconstruction loss.
+            g_loss = weighted_mean(ops.softplus(-logits), sample_weight)
+            scaled = self.scale_for_gradients(g_loss, self.generator_optimizer)
         self.generator_optimizer.apply(tape.gradient(scaled, enc_vars), enc_vars)
+        self.update_compiled_metrics(data)
         return self._record(rec_loss, per_sample, d_loss, g_loss, accuracy)
 
     def test_step(self, data):
-        x_scaled = self._unpack(data)
-        z, _, per_sample, rec_loss = self.reconstruction_terms(x_scaled, training=False)
+        x_scaled, sample_weight = self._unpack(data)
+        z, _, per_sample, rec_loss = self.reconstruction_terms(
+            x_scaled, training=False, sample_weight=sample_weight
+        )
         fake_logits = self.discriminator(z)
         d_loss, accuracy = self.adversarial_terms(
             self.discriminator(self.sample_prior(ops.shape(x_scaled)[0])), fake_logits
         )
         g_loss = ops.mean(ops.softplus(-fake_logits))
+        self.update_compiled_metrics(data)
         return self._record(rec_loss, per_sample, d_loss, g_loss, accuracy)

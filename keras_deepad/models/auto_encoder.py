@@ -76,16 +76,22 @@ def percentile_weights(per_sample, q):
     return ops.cast(ops.less(values, cut), values.dtype)
 
 
-def percentile_mean(per_sample, q):
+def percentile_mean(per_sample, q, sample_weight=None):
     """Mean per-sample loss over the samples below the batch's q-quantile.
 
     When no sample lies below the quantile (all losses tied, e.g. a batch of
-    one), every sample is kept: nothing stands out to be cut.
+    one), every sample is kept: nothing stands out to be cut. With
+    `sample_weight`, the kept samples' losses are weighted and the sum is
+    divided by the number kept (Keras' `"sum_over_batch_size"` over the kept
+    samples); the quantile itself is of the unweighted losses.
     """
     weights = percentile_weights(per_sample, q)
     kept = ops.sum(weights)
     weights = ops.where(kept > 0, weights, ops.ones_like(weights))
-    return ops.sum(weights * per_sample) / ops.sum(weights)
+    count = ops.sum(weights)
+    if sample_weight is not None:
+        weights = weights * ops.cast(ops.reshape(sample_weight, (-1,)), weights.dtype)
+    return ops.sum(weights * per_sample) / count
 
 
 class ReconstructionDetector(AnomalyDetector):
@@ -124,11 +130,11 @@ class ReconstructionDetector(AnomalyDetector):
         super().__init__(**kwargs)
         self.percentile_loss = check_percentile(percentile_loss)
 
-    def reduce_loss(self, per_sample):
+    def reduce_loss(self, per_sample, sample_weight=None):
         """The batch mean, or the percentile-loss mean when `percentile_loss` is set."""
         if self.percentile_loss is None:
-            return super().reduce_loss(per_sample)
-        return percentile_mean(per_sample, self.percentile_loss)
+            return super().reduce_loss(per_sample, sample_weight)
+        return percentile_mean(per_sample, self.percentile_loss, sample_weight)
 
     def _set_networks(self, encoder, decoder):
         if (encoder is None) != (decoder is None):
@@ -324,6 +330,20 @@ class AE(ReconstructionDetector):
     def reconstruct_normalised(self, x_scaled, training=False):
         return self.decoder(self.encoder(x_scaled, training=training), training=training)
 
+    def set_training_loss(self, loss):
+        """`compile(loss=...)`: a Keras loss of (normalised input, reconstruction).
+
+        A loss name (`"huber"`, `"log_cosh"`, ...), a `keras.losses.Loss`
+        or a function `f(y_true, y_pred)` returning one value per sample
+        (rows are flattened first). It replaces the constructor's `loss`
+        in training; scores still follow `score_method`.
+        """
+        fn = keras.losses.get(loss)
+        if fn is None or not callable(fn):
+            raise ValueError(f"loss must name a Keras loss or be callable. Received: {loss!r}")
+        # A Loss object's `call` is per sample; calling the object would reduce the batch.
+        object.__setattr__(self, "_training_loss", fn.call if hasattr(fn, "call") else fn)
+
     def per_sample_loss(self, x, training=False):
         x_scaled = self.scaler(x)
         x_in = x_scaled
@@ -332,6 +352,11 @@ class AE(ReconstructionDetector):
                 ops.shape(x_scaled), seed=self.noise_seed
             )
         x_hat = self.reconstruct_normalised(x_in, training=training)
+        loss_fn = getattr(self, "_training_loss", None)
+        if loss_fn is not None:
+            flat = lambda t: ops.reshape(ops.cast(t, "float32"), (ops.shape(t)[0], -1))  # noqa: E731
+            per_sample = ops.reshape(loss_fn(flat(x_scaled), flat(x_hat)), (-1,))
+            return per_sample, {}
         return reconstruction_error(x_scaled, x_hat, self.loss_kind), {}
 
     def compute_scores(self, x, method):

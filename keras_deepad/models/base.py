@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import math
 import warnings
+from collections.abc import Iterator
 
 import keras
 import numpy as np
@@ -14,6 +17,7 @@ from keras_deepad.layers import FeatureScaler
 from keras_deepad.utils.validation import (
     check_array,
     check_dataset_spec,
+    check_sample_weight,
     to_numpy_batch,
 )
 
@@ -38,6 +42,41 @@ class FittedStateCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.detector.finish_training()
+
+
+def weighted_mean(values, sample_weight=None):
+    """`mean(values)`, or `sum(w * values) / n` with sample weights (Keras' reduction)."""
+    values = ops.reshape(values, (-1,))
+    if sample_weight is None:
+        return ops.mean(values)
+    weights = ops.cast(ops.reshape(sample_weight, (-1,)), values.dtype)
+    return ops.sum(values * weights) / ops.cast(ops.shape(values)[0], values.dtype)
+
+
+def _replay(first, rest):
+    """A generator of the batches already read, then the rest, as the tuples Keras wants.
+
+    Keras refuses a generator of bare arrays; a bare batch becomes `(x,)`.
+    """
+    for batch in itertools.chain(first, rest):
+        yield tuple(batch) if isinstance(batch, tuple | list) else (batch,)
+
+
+def _stack_batches(batches) -> np.ndarray:
+    """One array of the features of a few `x` or `(x, ...)` batches."""
+    return np.concatenate([np.asarray(b[0] if isinstance(b, tuple | list) else b) for b in batches])
+
+
+def batch_weight(sample_weight=None):
+    """The batch's mean sample weight (1 without weights): the factor of batch-level terms.
+
+    Regularisation losses and statistics of the whole batch (the WAE's MMD)
+    are not per sample; they are multiplied by this, so a batch of
+    zero-weight samples contributes nothing and unit weights change nothing.
+    """
+    if sample_weight is None:
+        return 1.0
+    return ops.mean(ops.cast(sample_weight, "float32"))
 
 
 @keras.saving.register_keras_serializable(package="keras_deepad")
@@ -103,7 +142,8 @@ class AnomalyDetector(keras.Model):
         self.score_method = score_method
         self.seed = seed
         self.feature_shape = None
-        self.scaler = FeatureScaler(normalization, name="scaler")
+        # float32 under mixed precision too: raw features can overflow float16.
+        self.scaler = FeatureScaler(normalization, name="scaler", dtype="float32")
         self.threshold_variable = self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(float("nan")),
@@ -136,21 +176,73 @@ class AnomalyDetector(keras.Model):
         self.built = True
 
     # ---------------------------------------------------------------- train
-    def reduce_loss(self, per_sample):
-        """Reduces the per-sample loss to the batch loss (the mean)."""
-        return ops.mean(per_sample)
+    def reduce_loss(self, per_sample, sample_weight=None):
+        """Reduces the per-sample loss to the batch loss.
 
-    def compile(self, optimizer=None, **kwargs):
-        """Configures training; detectors need no `loss` (it is their objective).
+        The mean over the batch; with `sample_weight` (from
+        `fit(..., sample_weight=...)` or a dataset yielding `(x, None, w)`)
+        `sum(w * loss) / batch size`, Keras' `"sum_over_batch_size"`
+        reduction: a weight of 0 removes a sample from the objective, 2
+        counts it twice.
+        """
+        return weighted_mean(per_sample, sample_weight)
+
+    def compile(self, optimizer=None, loss=None, metrics=None, weighted_metrics=None, **kwargs):
+        """Configures training; a detector's objective is its own loss.
 
         Args:
             optimizer: a Keras optimizer or its name; `None` (the default) is
-                Adam at the class's `default_learning_rate`.
-            **kwargs: `keras.Model.compile` arguments.
+                Adam at the class's `default_learning_rate`. Under a
+                `mixed_float16` policy Keras wraps it in a
+                `LossScaleOptimizer` (unless `auto_scale_loss=False`).
+            loss: `None`; only detectors whose objective is a plain
+                reconstruction error (`AE`) accept a Keras loss, used per
+                sample instead of their `loss` argument. Others raise.
+            metrics, weighted_metrics: Keras metrics of the reconstruction
+                (`ReconstructionDetector`s): each compares the normalised
+                input with its reconstruction in inference mode, after the
+                step, and appears in the history (`weighted_metrics` use
+                `fit`'s `sample_weight`). Detectors without a reconstruction
+                raise: their logs already report their objective's parts.
+            **kwargs: other `keras.Model.compile` arguments
+                (`steps_per_execution`, `jit_compile`, `auto_scale_loss`, ...).
         """
+        if loss is not None:
+            self.set_training_loss(loss)
+        if (metrics or weighted_metrics) and not hasattr(self, "reconstruct_normalised"):
+            raise ValueError(
+                f"{type(self).__name__} has no reconstruction for compiled metrics to compare "
+                f"with its input; compile it without metrics=. Its training logs report "
+                f"{[m.name for m in self.metrics]}; judge detection with "
+                "keras_deepad.evaluation.evaluate_detector(model, x, y)."
+            )
         if optimizer is None:
             optimizer = keras.optimizers.Adam(self.default_learning_rate)
-        super().compile(optimizer=optimizer, **kwargs)
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            weighted_metrics=weighted_metrics,
+            **kwargs,
+        )
+
+    def set_training_loss(self, loss):
+        """Hook of `compile(loss=...)`: detectors with their own objective refuse it."""
+        raise ValueError(
+            f"{type(self).__name__} trains on its own objective and takes no compile(loss=...). "
+            "Set the objective with the constructor's arguments instead (see "
+            f"help({type(self).__name__})); AE accepts a Keras reconstruction loss."
+        )
+
+    def update_compiled_metrics(self, data):
+        """Updates `compile(metrics=...)` on a batch: normalised input vs reconstruction."""
+        compiled = getattr(self, "_compile_metrics", None)
+        if compiled is None:
+            return
+        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x_scaled = self.scaler(ops.cast(x, "float32"))
+        x_hat = ops.cast(self.reconstruct_normalised(x_scaled, training=False), "float32")
+        compiled.update_state(ops.stop_gradient(x_scaled), ops.stop_gradient(x_hat), sample_weight)
 
     def get_compile_config(self):
         if self.compiled and getattr(self, "_compile_config", None) is not None:
@@ -164,37 +256,55 @@ class AnomalyDetector(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     def _objective(self, data, training):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = ops.cast(x, "float32")
         per_sample, parts = self.per_sample_loss(x, training=training)
-        loss = self.reduce_loss(per_sample)
-        if self.losses:
-            loss = loss + ops.sum(self.losses)
+        loss = self.reduce_loss(per_sample, sample_weight)
+        for extra in self.losses:  # regularisers (float16 under mixed precision)
+            loss = loss + ops.cast(ops.sum(extra), "float32") * batch_weight(sample_weight)
         return loss, parts
 
-    def _update_trackers(self, loss, parts):
+    def _update_trackers(self, loss, parts, data=None):
         self.loss_tracker.update_state(loss)
         trackers = {m.name: m for m in self.metrics}
         for name, values in parts.items():
             trackers[name].update_state(ops.mean(values))
-        return {m.name: m.result() for m in self.metrics}
+        if data is not None:
+            self.update_compiled_metrics(data)
+        logs = {}
+        for metric in self.metrics:
+            result = metric.result()
+            logs.update(result if isinstance(result, dict) else {metric.name: result})
+        return logs
+
+    def scale_for_gradients(self, loss, optimizer=None):
+        """The loss whose gradient an optimizer applies; call it inside the tape.
+
+        Gradients are summed over the replicas of a `tf.distribute`
+        strategy, so the loss is divided by their number; under mixed
+        precision the optimizer (a `LossScaleOptimizer`, wrapped by
+        `compile`) multiplies it by its loss scale, and its `apply`
+        unscales the gradients and skips steps whose gradients overflowed.
+        """
+        optimizer = optimizer or self.optimizer
+        return optimizer.scale_loss(loss / _replicas())
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
             loss, parts = self._objective(data, training=True)
-            # Gradients are summed over replicas: scale hand-written losses.
-            scaled = loss / _replicas()
+            scaled = self.scale_for_gradients(loss)
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
-        return self._update_trackers(loss, parts)
+        return self._update_trackers(loss, parts, data)
 
     def test_step(self, data):
         loss, parts = self._objective(data, training=False)
-        return self._update_trackers(loss, parts)
+        return self._update_trackers(loss, parts, data)
 
     @property
     def metrics(self):
-        return [self.loss_tracker, *self.extra_trackers()]
+        compiled = getattr(self, "_compile_metrics", None)
+        return [self.loss_tracker, *self.extra_trackers(), *([compiled] if compiled else [])]
 
     def extra_trackers(self):
         return []
@@ -209,6 +319,51 @@ class AnomalyDetector(keras.Model):
         array = check_array(x, self.feature_shape, name=name)
         return array, array.shape[1:]
 
+    def _training_inputs(self, x, steps_per_epoch=None, adapt_steps=None):
+        """`(x for Keras, bounded x for the fitted state, feature shape)` of `fit`'s input.
+
+        Arrays, DataFrames and tensors are checked whole. A `tf.data.Dataset`,
+        a `keras.utils.PyDataset` or a generator goes to Keras as it is;
+        the normaliser, the data checks and the detector's fitted state read
+        its first `adapt_steps` batches (default `steps_per_epoch`, else the
+        whole of a finite dataset).
+        """
+        limit = adapt_steps if adapt_steps is not None else steps_per_epoch
+        if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
+            raise ValueError(f"adapt_steps must be a positive integer. Received: {limit!r}")
+        if isinstance(x, tf.data.Dataset):
+            x, feature_shape = self._check_fit_input(x)
+            if limit is None and x.cardinality() == tf.data.INFINITE_CARDINALITY:
+                raise ValueError(
+                    "x is an infinite dataset (e.g. dataset.repeat()): pass steps_per_epoch= "
+                    "(how many batches make an epoch) and optionally adapt_steps= (how many "
+                    "batches the normaliser and fitted state read; default steps_per_epoch)."
+                )
+            return x, (x if limit is None else x.take(int(limit))), feature_shape
+        if isinstance(x, keras.utils.PyDataset):
+            count = len(x) if limit is None else min(int(limit), len(x))
+            batches = [x[i] for i in range(count)]
+            if not batches:
+                raise ValueError("x is an empty PyDataset: it has no batches.")
+            state, feature_shape = self._check_fit_input(_stack_batches(batches))
+            return x, state, feature_shape
+        if inspect.isgenerator(x) or (
+            isinstance(x, Iterator) and not isinstance(x, np.ndarray | tf.Tensor)
+        ):
+            if limit is None:
+                raise ValueError(
+                    "x is a generator: pass steps_per_epoch= (batches per epoch) or "
+                    "adapt_steps= (how many of its first batches the normaliser and fitted "
+                    "state read), or pass a keras.utils.PyDataset or tf.data.Dataset."
+                )
+            batches = list(itertools.islice(x, int(limit)))
+            if not batches:
+                raise ValueError("x is an empty generator: it yielded no batches.")
+            state, feature_shape = self._check_fit_input(_stack_batches(batches))
+            return _replay(batches, x), state, feature_shape
+        x, feature_shape = self._check_fit_input(x)
+        return x, x, feature_shape
+
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", **kwargs):
         """Trains the detector (unsupervised: `y` is not used).
 
@@ -216,13 +371,38 @@ class AnomalyDetector(keras.Model):
         input is checked (shape, dtype, NaN, emptiness), the model is built,
         the in-model normalisation is adapted on `x` (first fit only) and the
         model is compiled with Adam if `compile` was not called.
+
+        `sample_weight` (one non-negative weight per row of an array `x`, or
+        a dataset yielding `(x, None, w)`) weights each sample's loss:
+        `sum(w * loss) / batch size`, so 0 removes a row from the objective
+        (down-weight suspected anomalies this way); regularisation terms are
+        multiplied by the batch's mean weight. With the percentile loss
+        the weights apply to the samples it keeps. Deep SVDD's pretraining
+        and centre `c` use the weights too; the normaliser's statistics and
+        the quantile-based state (Deep SVDD's R, OC-NN's r, thresholds) are
+        taken over all rows.
+
+        `x` may be an array, DataFrame or tensor; a batched
+        `tf.data.Dataset` (finite, or infinite with `steps_per_epoch`); a
+        `keras.utils.PyDataset`; or a generator of batches (with
+        `steps_per_epoch` or `adapt_steps`). The normaliser, the input
+        checks and the fitted state (Deep SVDD's pretraining, c and R,
+        OC-NN's r) read the first `adapt_steps` batches of the latter three
+        (an extra argument of this `fit`; default `steps_per_epoch`, else
+        the whole of a finite dataset); Keras trains on all of it.
         """
         if y is not None:
             warnings.warn(
                 f"{type(self).__name__} is trained without labels; y is ignored.", stacklevel=2
             )
             y = None
-        x, feature_shape = self._check_fit_input(x)
+        adapt_steps = kwargs.pop("adapt_steps", None)
+        x, state_x, feature_shape = self._training_inputs(
+            x, kwargs.get("steps_per_epoch"), adapt_steps
+        )
+        sample_weight = kwargs.get("sample_weight")
+        if sample_weight is not None:
+            kwargs["sample_weight"] = sample_weight = check_sample_weight(sample_weight, x)
         validation_data = kwargs.get("validation_data")
         if validation_data is not None and not isinstance(validation_data, tf.data.Dataset):
             if isinstance(validation_data, tuple):
@@ -231,25 +411,36 @@ class AnomalyDetector(keras.Model):
                 check_array(validation_data, feature_shape, name="validation_data"),
             )
         if not self.built or self.feature_shape is None:
-            self.build((None, *feature_shape))
+            # Inside the strategy the model was created in (if any): its variables are mirrored.
+            with self.distribute_strategy.scope():
+                self.build((None, *feature_shape))
         if not self.scaler.is_adapted:
-            self.scaler.adapt(x)
-        self.check_training_data(x)
+            self.scaler.adapt(state_x)
+        self.check_training_data(state_x)
         if not self.compiled:
             self.compile()
-        extra_callbacks = self.prepare_training(x, batch_size=batch_size, verbose=verbose)
+        hook_kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+        extra_callbacks = self.prepare_training(
+            state_x, batch_size=batch_size, verbose=verbose, **hook_kwargs
+        )
         if extra_callbacks:
             # Fitted-state updates run before the user's callbacks see the epoch.
             kwargs["callbacks"] = [*extra_callbacks, *(kwargs.get("callbacks") or [])]
-        if isinstance(x, tf.data.Dataset) and kwargs.get("shuffle") is None:
-            kwargs["shuffle"] = False  # shuffle in the pipeline; Keras ignores it for datasets
-        return super().fit(x, None, batch_size=batch_size, epochs=epochs, verbose=verbose, **kwargs)
+        if inspect.isgenerator(x) or isinstance(x, tf.data.Dataset):
+            # Shuffle in the pipeline; Keras ignores (and for generators warns about) it.
+            kwargs.setdefault("shuffle", False)
+        if sample_weight is not None:
+            # Keras drops sample_weight when y is None: a 1-byte placeholder keeps it.
+            y = np.zeros(len(x), dtype=np.int8)
+        return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, **kwargs)
 
     def check_training_data(self, x):
         """Hook for model-specific checks of (raw) training data."""
 
-    def prepare_training(self, x, batch_size=None, verbose="auto"):
+    def prepare_training(self, x, batch_size=None, verbose="auto", sample_weight=None):
         """Hook run by `fit` after compiling, before training (pretraining, fitted state).
+
+        `sample_weight` is `fit`'s (checked) per-row weights, or `None`.
 
         Returns a list of Keras callbacks that `fit` runs before the user's
         (e.g. `FittedStateCallback(self)`, which calls the detector's

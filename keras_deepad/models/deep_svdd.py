@@ -248,24 +248,29 @@ class DeepSVDD(AnomalyDetector):
     def center_initialized(self) -> bool:
         return not np.isnan(ops.convert_to_numpy(self.center)).any()
 
-    def prepare_training(self, x, batch_size=None, verbose="auto"):
+    def prepare_training(self, x, batch_size=None, verbose="auto", sample_weight=None):
         object.__setattr__(self, "_train_x", x)
         if not self.center_initialized:
             if self.pretrain_epochs > 0:
                 self.pretrain(
-                    x, epochs=self.pretrain_epochs, batch_size=batch_size, verbose=verbose
+                    x,
+                    epochs=self.pretrain_epochs,
+                    batch_size=batch_size,
+                    verbose=verbose,
+                    sample_weight=sample_weight,
                 )
-            self.initialize_center(x)
+            self.initialize_center(x, sample_weight=sample_weight)
         object.__setattr__(self, "_radius_set", False)
         return [FittedStateCallback(self)]
 
-    def pretrain(self, x, epochs, batch_size=None, verbose=0):
+    def pretrain(self, x, epochs, batch_size=None, verbose=0, sample_weight=None):
         """Trains `phi` as the encoder of an autoencoder with a mirrored decoder.
 
         The autoencoder is `decoder(phi(x))` on normalised inputs with a
         squared-error loss, so `phi` ends up holding the pretrained encoder
         weights. The decoder is discarded afterwards (a user `decoder` keeps
-        its weights).
+        its weights). `sample_weight` (one weight per row of an array `x`)
+        weights each sample's reconstruction loss.
 
         Returns:
             The Keras `History` of the pretraining.
@@ -277,38 +282,53 @@ class DeepSVDD(AnomalyDetector):
             )
         if not self.scaler.is_adapted:
             self.scaler.adapt(x)
-        decoder = self._build_decoder()
-        inputs = keras.Input(shape=self.feature_shape)
-        autoencoder = keras.Model(inputs, decoder(self.network(inputs)), name="pretraining")
-        autoencoder.compile(
-            optimizer=keras.optimizers.Adam(self.pretrain_learning_rate), loss="mse"
-        )
+        # In the detector's strategy: the decoder and Adam's slots are mirrored like phi.
+        with self.distribute_strategy.scope():
+            decoder = self._build_decoder()
+            inputs = keras.Input(shape=self.feature_shape)
+            autoencoder = keras.Model(inputs, decoder(self.network(inputs)), name="pretraining")
+            autoencoder.compile(
+                optimizer=keras.optimizers.Adam(self.pretrain_learning_rate), loss="mse"
+            )
         return autoencoder.fit(
-            self._scaled_pairs(x, batch_size), epochs=int(epochs), verbose=verbose, shuffle=False
+            self._scaled_pairs(x, batch_size, sample_weight),
+            epochs=int(epochs),
+            verbose=verbose,
+            shuffle=False,
         )
 
-    def _scaled_pairs(self, x, batch_size):
+    def _scaled_pairs(self, x, batch_size, sample_weight=None):
         if isinstance(x, tf.data.Dataset):
-            data = x.map(lambda *batch: batch[0])
+            data = x.map(lambda *batch: (batch[0], *batch[2:3]))
         else:
-            data = tf.data.Dataset.from_tensor_slices(np.asarray(x, dtype=np.float32))
+            columns = (np.asarray(x, dtype=np.float32),)
+            if sample_weight is not None:
+                columns += (np.asarray(sample_weight, dtype=np.float32),)
+            data = tf.data.Dataset.from_tensor_slices(columns)
             data = data.shuffle(min(len(x), 10_000), seed=self.seed).batch(int(batch_size or 32))
         scaler = self.scaler
 
-        def pair(batch):
+        def pair(batch, *weights):
             scaled = scaler(tf.cast(batch, tf.float32))
-            return scaled, scaled
+            return (scaled, scaled, *weights)
 
         return data.map(pair).prefetch(tf.data.AUTOTUNE)
 
-    def initialize_center(self, x, eps=CENTER_EPS):
+    def initialize_center(self, x, eps=CENTER_EPS, sample_weight=None):
         """Sets `c` to the mean of `phi(x)` (inference mode), `|c_i| < eps` pushed to `+-eps`.
+
+        With `sample_weight` (one weight per row of an array `x`), the
+        weighted mean.
 
         Returns:
             The centre as a numpy array.
         """
         self._require_built("initialize_center")
-        center = adjust_center(np.mean(self.embed(x), axis=0, dtype=np.float64), eps)
+        embedding = self.embed(x).astype(np.float64)
+        weights = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        if weights is not None and not weights.sum() > 0:
+            weights = None  # all weights 0: nothing to prefer, the plain mean
+        center = adjust_center(np.average(embedding, axis=0, weights=weights), eps)
         self.center.assign(center)
         return center
 

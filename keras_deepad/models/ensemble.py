@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import keras
@@ -312,14 +313,26 @@ class DetectorEnsemble(AnomalyDetector):
         kwargs.pop("callbacks", None)
         if y is not None:
             warnings.warn("DetectorEnsemble is trained without labels; y is ignored.", stacklevel=2)
-        x, feature_shape = self._check_fit_input(x)
+        if inspect.isgenerator(x):
+            raise ValueError(
+                "DetectorEnsemble.fit cannot share one generator between its members (each "
+                "member reads the data once per epoch): pass a keras.utils.PyDataset or a "
+                "tf.data.Dataset instead."
+            )
+        adapt_steps = kwargs.pop("adapt_steps", None)
+        x, state_x, feature_shape = self._training_inputs(
+            x, kwargs.get("steps_per_epoch"), adapt_steps
+        )
+        if adapt_steps is not None:
+            kwargs["adapt_steps"] = adapt_steps
         if not self.built or self.feature_shape is None:
-            self.build((None, *feature_shape))
+            with self.distribute_strategy.scope():
+                self.build((None, *feature_shape))
         histories = [
             member.fit(x, batch_size=batch_size, epochs=epochs, verbose=verbose, **kwargs)
             for member in self.members
         ]
-        self.fit_standardization(x)
+        self.fit_standardization(state_x)
         return self._history(histories, epochs)
 
     def _history(self, histories, epochs):

@@ -9,6 +9,7 @@ from keras import ops
 from keras_deepad.layers import Reparameterization
 from keras_deepad.losses import gaussian_nll, reconstruction_error
 from keras_deepad.models.auto_encoder import ReconstructionDetector, _check_latent_dim
+from keras_deepad.models.base import batch_weight
 from keras_deepad.networks import build_decoder, build_encoder, build_latent_discriminator
 from keras_deepad.priors import get_prior
 from keras_deepad.scores import generative as gen_scores
@@ -27,10 +28,6 @@ ALL_SCORE_METHODS = (
     "combined",
     "jacodeco",
 )
-
-
-def _replicas():
-    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 class LatentAutoEncoder(ReconstructionDetector):
@@ -239,7 +236,11 @@ class LatentAutoEncoder(ReconstructionDetector):
                 f"{['optimizer', *self.extra_optimizers]}. Received: {unknown}"
             )
         super().compile(optimizer=optimizer, **kwargs)
+        scale_losses = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
         for name, value in extra.items():
+            if scale_losses and not isinstance(value, keras.optimizers.LossScaleOptimizer):
+                # As Keras wraps `optimizer` under mixed_float16: every update scales its loss.
+                value = keras.optimizers.LossScaleOptimizer(value)
             setattr(self, name, value)
         self._build_optimizers()
 
@@ -294,15 +295,18 @@ class LatentAutoEncoder(ReconstructionDetector):
         return self.decoder(mu, training=training)
 
     def _regularization(self):
-        extra = [*self.encoder.losses, *self.decoder.losses]
+        losses = (*self.encoder.losses, *self.decoder.losses)
+        extra = [ops.cast(ops.sum(v), "float32") for v in losses]
         return ops.sum(ops.stack(extra)) if extra else 0.0
 
-    def reconstruction_terms(self, x_scaled, training):
+    def reconstruction_terms(self, x_scaled, training, sample_weight=None):
         """`(z, x_hat, per-sample error, reduced loss)` of one batch."""
         z = self.latent_code(x_scaled, training=training)
         x_hat = self.decoder(z, training=training)
         per_sample = reconstruction_error(x_scaled, x_hat, self.reconstruction_loss)
-        return z, x_hat, per_sample, self.reduce_loss(per_sample) + self._regularization()
+        regularization = self._regularization() * batch_weight(sample_weight)
+        loss = self.reduce_loss(per_sample, sample_weight) + regularization
+        return z, x_hat, per_sample, loss
 
     def per_sample_loss(self, x, training=False):
         _, _, per_sample, _ = self.reconstruction_terms(self.scaler(x), training)
@@ -358,8 +362,7 @@ class LatentAutoEncoder(ReconstructionDetector):
                 real_logits, self.discriminator(z_fake, training=True)
             )
             d_loss = weight * d_loss
-            # Gradients are summed over replicas: scale inside the tape.
-            scaled = (d_loss + penalty) / _replicas()
+            scaled = self.scale_for_gradients(d_loss + penalty, self.discriminator_optimizer)
         self.discriminator_optimizer.apply(tape.gradient(scaled, disc_vars), disc_vars)
         return d_loss, accuracy
 
@@ -367,8 +370,9 @@ class LatentAutoEncoder(ReconstructionDetector):
         return self.prior.sample(n, self.latent_dim, seed=self.prior_seed)
 
     def _unpack(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self.scaler(ops.cast(x, "float32"))
+        """`(normalised x, sample weights or None)` of a training batch."""
+        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        return self.scaler(ops.cast(x, "float32")), sample_weight
 
     # --------------------------------------------------------------- score
     def compute_scores(self, x, method):

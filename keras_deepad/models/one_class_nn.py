@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
 from keras_deepad.models.deep_svdd import weight_penalty
+from keras_deepad.networks.precision import float32_model
 
 ACTIVATIONS = ("cos", "linear", "sigmoid")
 #: Default `bandwidth` of the cosine features (see `OCNN`): on the digits one-class
@@ -203,7 +204,7 @@ class OCNN(AnomalyDetector):
             h = keras.layers.Dense(
                 self.hidden_units, use_bias=False, kernel_initializer=initializer, name="V"
             )(h)
-            self.encoder = keras.Model(inputs, h, name="encoder")
+            self.encoder = float32_model(inputs, h, name="encoder")
         if self.trainable_features is not None or not self._user_encoder:
             self.encoder.trainable = self.features_trainable
         if self.activation == "cos":
@@ -270,7 +271,7 @@ class OCNN(AnomalyDetector):
         self.rho.assign(r)
         return r
 
-    def prepare_training(self, x, batch_size=None, verbose="auto"):
+    def prepare_training(self, x, batch_size=None, verbose="auto", sample_weight=None):
         object.__setattr__(self, "_train_x", x)
         self.update_r(x)
         return [FittedStateCallback(self)]

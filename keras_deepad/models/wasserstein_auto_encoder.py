@@ -3,7 +3,8 @@ import tensorflow as tf
 from keras import ops
 
 from keras_deepad.losses.mmd import KERNELS, MMD_SCALES, mmd
-from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder, _replicas
+from keras_deepad.models.base import batch_weight, weighted_mean
+from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder
 
 PENALTIES = ("mmd", "gan")
 
@@ -138,12 +139,17 @@ class WAE(LatentAutoEncoder):
             scales=self.mmd_scales,
         )
 
-    def _objective_terms(self, x_scaled, training):
-        z, x_hat, per_sample, rec_loss = self.reconstruction_terms(x_scaled, training=training)
+    def _objective_terms(self, x_scaled, training, sample_weight=None):
+        z, x_hat, per_sample, rec_loss = self.reconstruction_terms(
+            x_scaled, training=training, sample_weight=sample_weight
+        )
         if self.penalty == "mmd":
-            penalty = self.mmd_penalty(z)
+            # A statistic of the whole batch: scaled by the batch's mean weight.
+            penalty = self.mmd_penalty(z) * batch_weight(sample_weight)
         else:
-            penalty = ops.mean(ops.softplus(-self.discriminator(z, training=training)))
+            penalty = weighted_mean(
+                ops.softplus(-self.discriminator(z, training=training)), sample_weight
+            )
         return z, x_hat, per_sample, rec_loss, penalty, rec_loss + self.lambda_ * penalty
 
     def _record(self, loss, per_sample, penalty, d_loss=None, accuracy=None):
@@ -153,32 +159,37 @@ class WAE(LatentAutoEncoder):
         return self._update_trackers(loss, parts)
 
     def train_step(self, data):
-        x_scaled = self._unpack(data)
-        replicas = _replicas()
-        # Gradients are summed over replicas: every loss is scaled inside its tape.
+        x_scaled, sample_weight = self._unpack(data)
+        # Every loss is scaled (replicas, mixed precision) inside its tape.
         ae_vars = self.autoencoder_variables()
         with tf.GradientTape() as tape:
-            z, x_hat, per_sample, _, penalty, loss = self._objective_terms(x_scaled, True)
-            scaled = loss / replicas
+            z, x_hat, per_sample, _, penalty, loss = self._objective_terms(
+                x_scaled, True, sample_weight
+            )
+            scaled = self.scale_for_gradients(loss)
         self.optimizer.apply(tape.gradient(scaled, ae_vars), ae_vars)
         self._track_errors(x_scaled, x_hat)
         if self.penalty == "mmd":
+            self.update_compiled_metrics(data)
             return self._record(loss, per_sample, penalty)
 
         # adversarial_terms halves the sum of the two cross-entropies.
         d_loss, accuracy = self.discriminator_step(
             self.sample_prior(ops.shape(x_scaled)[0]), z, weight=2.0 * self.lambda_
         )
+        self.update_compiled_metrics(data)
         return self._record(loss, per_sample, penalty, d_loss, accuracy)
 
     def test_step(self, data):
-        x_scaled = self._unpack(data)
-        z, _, per_sample, _, penalty, loss = self._objective_terms(x_scaled, False)
+        x_scaled, sample_weight = self._unpack(data)
+        z, _, per_sample, _, penalty, loss = self._objective_terms(x_scaled, False, sample_weight)
         if self.penalty == "mmd":
+            self.update_compiled_metrics(data)
             return self._record(loss, per_sample, penalty)
         d_loss, accuracy = self.adversarial_terms(
             self.discriminator(self.sample_prior(ops.shape(x_scaled)[0])), self.discriminator(z)
         )
+        self.update_compiled_metrics(data)
         return self._record(loss, per_sample, penalty, 2.0 * self.lambda_ * d_loss, accuracy)
 
     def get_config(self):

@@ -15,6 +15,7 @@ import math
 import keras
 
 from keras_deepad.networks.conv import crop_to
+from keras_deepad.networks.precision import float32_model
 
 #: Activations with a bounded range: a network ending in one can be constant.
 BOUNDED_ACTIVATIONS = frozenset(
@@ -64,7 +65,7 @@ def build_bias_free_mlp(
             h = _batch_norm(f"bn_{i}")(h)
         h = _leaky(f"leaky_relu_{i}")(h)
     code = keras.layers.Dense(rep_dim, use_bias=False, name="code")(h)
-    return keras.Model(inputs, code, name=name)
+    return float32_model(inputs, code, name=name)
 
 
 def build_bias_free_mlp_decoder(
@@ -88,7 +89,7 @@ def build_bias_free_mlp_decoder(
     )(h)
     if len(output_shape) > 1:
         out = keras.layers.Reshape(tuple(output_shape))(out)
-    return keras.Model(inputs, out, name=name)
+    return float32_model(inputs, out, name=name)
 
 
 def build_bias_free_conv(
@@ -117,7 +118,7 @@ def build_bias_free_conv(
         h = keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")(h)
     h = keras.layers.Flatten()(h)
     code = keras.layers.Dense(rep_dim, use_bias=False, name="code")(h)
-    return keras.Model(inputs, code, name=name)
+    return float32_model(inputs, code, name=name)
 
 
 def build_bias_free_conv_decoder(
@@ -160,7 +161,7 @@ def build_bias_free_conv_decoder(
         use_bias=False,
         name="output",
     )(h)
-    return keras.Model(inputs, crop_to(h, height, width), name=name)
+    return float32_model(inputs, crop_to(h, height, width), name=name)
 
 
 def _function_name(function):

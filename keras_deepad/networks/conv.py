@@ -2,6 +2,8 @@ import math
 
 import keras
 
+from keras_deepad.networks.precision import float32_model
+
 
 def _check_image_shape(shape, what):
     if len(shape) != 3:
@@ -54,7 +56,7 @@ def build_conv_encoder(
         activity_regularizer=keras.regularizers.L1(output_l1) if output_l1 else None,
         name="code",
     )(h)
-    return keras.Model(inputs, code, name=name)
+    return float32_model(inputs, code, name=name)
 
 
 def build_conv_decoder(
@@ -96,4 +98,4 @@ def build_conv_decoder(
         use_bias=use_bias,
         name="output",
     )(h)
-    return keras.Model(inputs, crop_to(h, height, width), name=name)
+    return float32_model(inputs, crop_to(h, height, width), name=name)

@@ -1,5 +1,7 @@
 import keras
 
+from keras_deepad.networks.precision import float32_model
+
 
 def build_latent_discriminator(
     latent_dim,
@@ -38,4 +40,4 @@ def build_latent_discriminator(
         if dropout:
             h = keras.layers.Dropout(dropout)(h)
     logit = keras.layers.Dense(1, name="logit")(h)
-    return keras.Model(inputs, logit, name=name)
+    return float32_model(inputs, logit, name=name)

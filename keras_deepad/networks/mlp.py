@@ -2,6 +2,8 @@ import math
 
 import keras
 
+from keras_deepad.networks.precision import float32_model
+
 
 def _regularizer(l1):
     return keras.regularizers.L1(l1) if l1 else None
@@ -52,7 +54,7 @@ def build_mlp_encoder(
         activity_regularizer=keras.regularizers.L1(output_l1) if output_l1 else None,
         name="code",
     )(h)
-    return keras.Model(inputs, code, name=name)
+    return float32_model(inputs, code, name=name)
 
 
 def build_mlp_decoder(
@@ -87,4 +89,4 @@ def build_mlp_decoder(
     )(h)
     if len(output_shape) > 1:
         flat = keras.layers.Reshape(tuple(output_shape))(flat)
-    return keras.Model(inputs, flat, name=name)
+    return float32_model(inputs, flat, name=name)

@@ -206,3 +206,39 @@ def to_numpy_batch(batch, feature_shape, name: str = "x", offset: int = 0) -> np
     array = np.ascontiguousarray(array, dtype=np.float32)
     check_finite(array, name, offset=offset)
     return array
+
+
+def check_sample_weight(sample_weight, x, name: str = "sample_weight") -> np.ndarray:
+    """Checks `fit`'s per-row weights: one finite, non-negative number per row of `x`.
+
+    Returns:
+        A float32 numpy array of shape `(n_samples,)`.
+    """
+    import tensorflow as tf
+
+    if isinstance(x, tf.data.Dataset) or not hasattr(x, "shape"):
+        raise ValueError(
+            f"{name} goes with an array x; a tf.data.Dataset, PyDataset or generator "
+            "yields its weights with its batches instead: (x, None, sample_weight)."
+        )
+    if _is_tensor(sample_weight):
+        sample_weight = np.asarray(sample_weight)
+    weights = _from_pandas(sample_weight, name) if hasattr(sample_weight, "to_numpy") else None
+    weights = np.asarray(sample_weight if weights is None else weights)
+    if weights.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} must hold numbers (one weight per row of x). Received dtype {weights.dtype}"
+        )
+    weights = weights.astype(np.float32)
+    if weights.ndim == 2 and weights.shape[1] == 1:
+        weights = weights[:, 0]
+    if weights.ndim != 1 or len(weights) != len(x):
+        raise ValueError(
+            f"{name} must have one weight per row of x: shape ({len(x)},). "
+            f"Received shape {weights.shape}"
+        )
+    if not np.isfinite(weights).all():
+        raise ValueError(f"{name} must be finite; it contains NaN or infinite values.")
+    if (weights < 0).any():
+        raise ValueError(f"{name} must be non-negative; received a minimum of {weights.min()}.")
+    return weights
