@@ -53,6 +53,24 @@ def weighted_mean(values, sample_weight=None):
     return ops.sum(values * weights) / ops.cast(ops.shape(values)[0], values.dtype)
 
 
+#: Arrays up to this size train through one repeated `tf.data` pipeline (`_repeated_dataset`).
+FAST_PATH_BYTES = 256 * 2**20
+#: The most batches `fit` runs per compiled call when `compile` left `steps_per_execution`
+#: to it (in-memory arrays): a small table's epoch is one call, a large one's a few hundred.
+AUTO_STEPS_PER_EXECUTION = 32
+
+
+def _fast_path(x, kwargs) -> bool:
+    """Whether `fit` feeds `x` as one repeated pipeline instead of Keras' array epochs."""
+    return (
+        isinstance(x, np.ndarray)
+        and x.nbytes <= FAST_PATH_BYTES
+        and kwargs.get("steps_per_epoch") is None
+        and not kwargs.get("validation_split")
+        and kwargs.get("shuffle", True) in (True, False)
+    )
+
+
 def _replay(first, rest):
     """A generator of the batches already read, then the rest, as the tuples Keras wants.
 
@@ -218,6 +236,8 @@ class AnomalyDetector(keras.Model):
             )
         if optimizer is None:
             optimizer = keras.optimizers.Adam(self.default_learning_rate)
+        # Without a user choice, fit picks steps_per_execution for in-memory arrays.
+        object.__setattr__(self, "_auto_steps", "steps_per_execution" not in kwargs)
         super().compile(
             optimizer=optimizer,
             loss=loss,
@@ -429,10 +449,61 @@ class AnomalyDetector(keras.Model):
         if inspect.isgenerator(x) or isinstance(x, tf.data.Dataset):
             # Shuffle in the pipeline; Keras ignores (and for generators warns about) it.
             kwargs.setdefault("shuffle", False)
-        if sample_weight is not None:
+        repeated = self._repeated_dataset(x, batch_size, sample_weight, kwargs)
+        if repeated is not None:
+            x, batch_size = repeated, None
+        elif sample_weight is not None:
             # Keras drops sample_weight when y is None: a 1-byte placeholder keeps it.
             y = np.zeros(len(x), dtype=np.int8)
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, **kwargs)
+
+    def _repeated_dataset(self, x, batch_size, sample_weight, kwargs):
+        """An in-memory array as one repeated `tf.data` pipeline with `steps_per_epoch`.
+
+        Keras makes a new iterator over its array pipeline every epoch (about
+        25 ms each, the larger part of a small table's epoch); over a
+        repeated dataset with `steps_per_epoch` it keeps one iterator for the
+        whole fit. Each epoch is still one reshuffled pass over every row,
+        with a last partial batch, as Keras' own array epochs.
+
+        Keras runs every compiled call for `steps_per_execution` batches,
+        so over a repeated dataset that number must divide the epoch's:
+        `fit` picks the largest divisor up to `AUTO_STEPS_PER_EXECUTION` when
+        `compile` left it open (on one device; Keras' multi-step loop fails
+        under `tf.distribute`), and keeps Keras' own array epochs when a
+        user's value does not divide it.
+
+        Returns:
+            The dataset (and sets `kwargs["steps_per_epoch"]`), or `None`
+            where Keras' array input is used as it is.
+        """
+        if not _fast_path(x, kwargs):
+            return None
+        batch_size = int(batch_size or 32)
+        steps = math.ceil(len(x) / batch_size)
+        single_device = getattr(self, "_distribute_strategy", None) is None
+        single_device = single_device and not tf.distribute.has_strategy()
+        if getattr(self, "_auto_steps", False) and single_device:
+            self._set_steps_per_execution(
+                max(d for d in range(1, AUTO_STEPS_PER_EXECUTION + 1) if steps % d == 0)
+            )
+        elif steps % self.steps_per_execution:
+            return None
+        columns = (x,) if sample_weight is None else (x, np.zeros(len(x), np.int8), sample_weight)
+        data = tf.data.Dataset.from_tensor_slices(columns)
+        if kwargs.pop("shuffle", True):
+            data = data.shuffle(len(x), reshuffle_each_iteration=True)
+        kwargs["shuffle"] = False  # done above; Keras would warn that it ignores it
+        kwargs.pop("sample_weight", None)
+        kwargs["steps_per_epoch"] = steps
+        return data.batch(batch_size).repeat().prefetch(tf.data.AUTOTUNE)
+
+    def _set_steps_per_execution(self, steps):
+        """Runs `steps` batches per compiled call (a whole small epoch in one call)."""
+        if steps != self.steps_per_execution:
+            self.steps_per_execution = int(steps)
+            # The compiled loops are traced for one number of steps.
+            self.train_function = self.test_function = self.predict_function = None
 
     def check_training_data(self, x):
         """Hook for model-specific checks of (raw) training data."""

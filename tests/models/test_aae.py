@@ -52,6 +52,27 @@ def log_volume_of_dense_decoder(decoder, z):
     return np.log(singular).sum(axis=1)
 
 
+def float32_resolves_volume(decoder, z):
+    """Codes whose decoder Jacobian float32 can resolve: smallest / largest s above 1e-5.
+
+    Where a ReLU mask leaves the Jacobian (nearly) rank-deficient, float64 finds
+    singular values of 1e-15 and float32 one of about 1e-7 (its rounding): the
+    log-volumes then differ by tens of nats and neither is more right.
+    """
+    layers = [layer for layer in decoder.layers if not isinstance(layer, keras.layers.InputLayer)]
+    h = z.astype(np.float64)
+    jacobian = np.broadcast_to(np.eye(z.shape[1]), (len(z), z.shape[1], z.shape[1]))
+    for layer in layers:
+        kernel, bias = (np.asarray(w, dtype=np.float64) for w in layer.weights)
+        h = h @ kernel + bias
+        jacobian = jacobian @ kernel
+        if layer.activation is keras.activations.relu:
+            jacobian = jacobian * (h > 0)[:, None, :]
+            h = np.maximum(h, 0.0)
+    singular = np.linalg.svd(jacobian, compute_uv=False)
+    return singular.min(axis=1) > 1e-5 * singular.max(axis=1)
+
+
 def check_scores_against_numpy(model, x_train, x):
     """Each score of a latent autoencoder, recomputed in numpy from its networks.
 
@@ -79,11 +100,18 @@ def check_scores_against_numpy(model, x_train, x):
             expected["reconstruction"] + model.score_weight * expected["discriminator"]
         )
     assert set(expected) == set(model.score_methods)
+    resolved = float32_resolves_volume(model.decoder, z)
+    assert resolved.mean() > 0.95, resolved.mean()
     for method, values in expected.items():
-        tolerance = {"rtol": 1e-4, "atol": 1e-3} if method == "jacodeco" else {"rtol": 1e-4}
-        np.testing.assert_allclose(
-            model.score(x, method=method), values, **tolerance, err_msg=method
-        )
+        scores = model.score(x, method=method)
+        tolerance = {"rtol": 1e-4}
+        if method == "jacodeco":  # compared where float32 resolves the Jacobian's volume
+            scores, values, tolerance = (
+                scores[resolved],
+                values[resolved],
+                {"rtol": 1e-4, "atol": 1e-3},
+            )
+        np.testing.assert_allclose(scores, values, **tolerance, err_msg=method)
 
 
 def mmd_to_prior(model, x):
