@@ -29,8 +29,8 @@ def minmax(x, reference):
     return ((x - low) / (high - low)).astype("float32")
 
 
-def log_volume_of_dense_decoder(decoder, z):
-    """`sum_i log s_i` of the decoder Jacobian at each code, by hand for a Dense ReLU stack.
+def dense_decoder_singular_values(decoder, z):
+    """Singular values of the decoder Jacobian at each code, by hand for a Dense ReLU stack.
 
     The Jacobian of `relu(... relu(z W1 + b1) ...) Wk + bk` is the product of the
     kernels with the ReLU masks in between; its singular values come from numpy.
@@ -48,8 +48,12 @@ def log_volume_of_dense_decoder(decoder, z):
             h = np.maximum(h, 0.0)
         else:
             assert layer.activation is keras.activations.linear, layer.activation
-    singular = np.linalg.svd(jacobian, compute_uv=False)
-    return np.log(singular).sum(axis=1)
+    return np.linalg.svd(jacobian, compute_uv=False)
+
+
+def log_volume_of_dense_decoder(decoder, z):
+    """`sum_i log s_i` of the decoder Jacobian at each code."""
+    return np.log(dense_decoder_singular_values(decoder, z)).sum(axis=1)
 
 
 def float32_resolves_volume(decoder, z):
@@ -59,17 +63,7 @@ def float32_resolves_volume(decoder, z):
     singular values of 1e-15 and float32 one of about 1e-7 (its rounding): the
     log-volumes then differ by tens of nats and neither is more right.
     """
-    layers = [layer for layer in decoder.layers if not isinstance(layer, keras.layers.InputLayer)]
-    h = z.astype(np.float64)
-    jacobian = np.broadcast_to(np.eye(z.shape[1]), (len(z), z.shape[1], z.shape[1]))
-    for layer in layers:
-        kernel, bias = (np.asarray(w, dtype=np.float64) for w in layer.weights)
-        h = h @ kernel + bias
-        jacobian = jacobian @ kernel
-        if layer.activation is keras.activations.relu:
-            jacobian = jacobian * (h > 0)[:, None, :]
-            h = np.maximum(h, 0.0)
-    singular = np.linalg.svd(jacobian, compute_uv=False)
+    singular = dense_decoder_singular_values(decoder, z)
     return singular.min(axis=1) > 1e-5 * singular.max(axis=1)
 
 
