@@ -108,7 +108,7 @@ def test_zero_sample_weights_leave_the_model_unchanged(name):
     model.build((None, x.shape[1]))
     variables = _moved_by_the_objective(model)
     before = [v.numpy().copy() for v in variables]
-    model.fit(x, epochs=2, batch_size=64, verbose=0, sample_weight=np.zeros(len(x)))
+    model.fit(x, epochs=1, batch_size=64, verbose=0, sample_weight=np.zeros(len(x)))
     for variable, value in zip(variables, before, strict=True):
         np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
 
@@ -121,7 +121,7 @@ def test_sample_weights_change_training(name):
     for sample_weight in (None, weights):
         keras.utils.set_random_seed(0)
         model = FACTORIES[name]()
-        model.fit(x, epochs=2, batch_size=64, verbose=0, sample_weight=sample_weight)
+        model.fit(x, epochs=1, batch_size=64, verbose=0, sample_weight=sample_weight)
         outcomes.append(model.score(x[:20]))
     assert not np.allclose(outcomes[0], outcomes[1])
 
