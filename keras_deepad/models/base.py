@@ -284,13 +284,11 @@ class AnomalyDetector(keras.Model):
             loss = loss + ops.cast(ops.sum(extra), "float32") * batch_weight(sample_weight)
         return loss, parts
 
-    def _update_trackers(self, loss, parts, data=None):
+    def _update_trackers(self, loss, parts):
         self.loss_tracker.update_state(loss)
         trackers = {m.name: m for m in self.metrics}
         for name, values in parts.items():
             trackers[name].update_state(ops.mean(values))
-        if data is not None:
-            self.update_compiled_metrics(data)
         logs = {}
         for metric in self.metrics:
             result = metric.result()
@@ -315,11 +313,13 @@ class AnomalyDetector(keras.Model):
             scaled = self.scale_for_gradients(loss)
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
-        return self._update_trackers(loss, parts, data)
+        self.update_compiled_metrics(data)
+        return self._update_trackers(loss, parts)
 
     def test_step(self, data):
         loss, parts = self._objective(data, training=False)
-        return self._update_trackers(loss, parts, data)
+        self.update_compiled_metrics(data)
+        return self._update_trackers(loss, parts)
 
     @property
     def metrics(self):
