@@ -35,10 +35,10 @@ fashion-mnist:
 
 test: $(STAMP) fashion-mnist
 	$(BIN)/ruff check keras_deepad tests scripts
-	TF_ENABLE_ONEDNN_OPTS=0 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q
+	TF_ENABLE_ONEDNN_OPTS=0 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-all: $(STAMP) fashion-mnist
-	TF_ENABLE_ONEDNN_OPTS=0 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q -m ""
+	TF_ENABLE_ONEDNN_OPTS=0 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q -n 2 --dist loadfile -m ""
 
 # Peers of the benchmark suite (PyOD on the CPU build of torch).
 bench: $(STAMP)

@@ -1,31 +1,57 @@
-"""The `keras-deepad` command end to end, in subprocesses."""
+"""The `keras-deepad` command end to end.
+
+Most calls run `keras_deepad.cli.main` in this process (an import of TensorFlow per
+subprocess would cost seconds each); `test_the_module_runs_as_a_command` runs the
+real `python -m keras_deepad.cli` in a subprocess.
+"""
 
 import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from keras_deepad.cli import main
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
-def run(*args, cwd, check=True):
-    result = subprocess.run(
-        [sys.executable, "-m", "keras_deepad.cli", *args],
-        cwd=cwd,
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """`run(*args, cwd, check=True)`: the command's exit code, stdout and stderr."""
+
+    def _run(*args, cwd, check=True):
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:  # argparse: --help, bad choices
+            code = exit_.code or 0
+        out, err = capsys.readouterr()
+        result = SimpleNamespace(returncode=code, stdout=out, stderr=err)
+        if check and code != 0:
+            raise AssertionError(f"exit {code}\n{out}\n{err}")
+        return result
+
+    return _run
+
+
+def test_the_module_runs_as_a_command(tmp_path):
+    bad = subprocess.run(
+        [sys.executable, "-m", "keras_deepad.cli", "train", "--model", "nope", "--data", "blobs"],
+        cwd=tmp_path,
         env=ENV,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result
+    assert bad.returncode == 2 and "unknown detector 'nope'" in bad.stderr, bad.stderr
 
 
-def test_train_score_evaluate_export(tmp_path):
+def test_train_score_evaluate_export(run, tmp_path):
     out = run(
         "train",
         "--model",
@@ -119,7 +145,7 @@ def test_train_score_evaluate_export(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-def test_csv_with_labels_and_progress_bar(tmp_path):
+def test_csv_with_labels_and_progress_bar(run, tmp_path):
     rng = np.random.default_rng(0)
     x = np.r_[rng.normal(size=(150, 3)), rng.normal(6, 1, size=(10, 3))]
     y = np.r_[np.zeros(150), np.ones(10)]
@@ -142,7 +168,7 @@ def test_csv_with_labels_and_progress_bar(tmp_path):
     assert bad.returncode == 2 and "16 features per sample but the model expects 3" in bad.stderr
 
 
-def test_help_and_errors(tmp_path):
+def test_help_and_errors(run, tmp_path):
     out = run("train", "--help", cwd=tmp_path).stdout
     for option in (
         "--model",
@@ -162,7 +188,7 @@ def test_help_and_errors(tmp_path):
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 
 
-def test_one_class_presets_train_from_the_command_line(tmp_path):
+def test_one_class_presets_train_from_the_command_line(run, tmp_path):
     from keras_deepad.registry import list_detectors
 
     presets = ("deep-svdd", "deep-svdd-soft", "deep-svdd-mnist", "deep-svdd-cifar10", "ocnn")

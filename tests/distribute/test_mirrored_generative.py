@@ -22,8 +22,8 @@ SCRIPT = textwrap.dedent(
 
     x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
     makers = {
-        "aae": lambda: AAE(hidden_units=(8,), latent_dim=2, seed=0),
-        "wae-mmd": lambda: WAE(hidden_units=(8,), latent_dim=2, lambda_=0.0, seed=0),
+        "aae": lambda: AAE(hidden_units=(8,), latent_dim=2, dropout=0.0, seed=0),
+        "wae-mmd": lambda: WAE(hidden_units=(8,), latent_dim=2, dropout=0.0, lambda_=0.0, seed=0),
     }
 
     def one_step(name, strategy):

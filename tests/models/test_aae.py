@@ -33,9 +33,11 @@ def dense_decoder_singular_values(decoder, z):
     """Singular values of the decoder Jacobian at each code, by hand for a Dense ReLU stack.
 
     The Jacobian of `relu(... relu(z W1 + b1) ...) Wk + bk` is the product of the
-    kernels with the ReLU masks in between; its singular values come from numpy.
+    kernels with the ReLU masks in between; its singular values come from numpy. Dropout
+    layers are the identity at inference.
     """
-    layers = [layer for layer in decoder.layers if not isinstance(layer, keras.layers.InputLayer)]
+    skip = (keras.layers.InputLayer, keras.layers.Dropout)
+    layers = [layer for layer in decoder.layers if not isinstance(layer, skip)]
     assert all(isinstance(layer, keras.layers.Dense) for layer in layers), layers
     h = z.astype(np.float64)
     jacobian = np.broadcast_to(np.eye(z.shape[1]), (len(z), z.shape[1], z.shape[1]))
