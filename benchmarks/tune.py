@@ -45,12 +45,17 @@ def run_candidate(name, params, split, seed, epochs, batch_size):
     keras.utils.set_random_seed(seed)
     params = dict(params)
     learning_rate = params.pop("_lr", None)  # compile(Adam(lr)) instead of compile()
+    ema = params.pop("_ema", None)  # Adam(use_ema=True, ema_momentum=ema): averaged weights
     if "members" in params:  # DetectorEnsemble members by class name, default arguments
         params["members"] = [
             getattr(models, member)(seed=seed + i) for i, member in enumerate(params["members"])
         ]
     model = getattr(models, name)(**{"seed": seed, **params})
-    model.compile(*([keras.optimizers.Adam(learning_rate)] if learning_rate else []))
+    if ema:
+        rate = learning_rate or model.default_learning_rate
+        model.compile(keras.optimizers.Adam(rate, use_ema=True, ema_momentum=ema))
+    else:
+        model.compile(*([keras.optimizers.Adam(learning_rate)] if learning_rate else []))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(x_train, epochs=epochs, batch_size=batch_size, verbose=0)

@@ -156,7 +156,8 @@ _SPECS = [
     DetectorSpec(
         "aae",
         "AAE",
-        "Adversarial autoencoder (64-32-8), N(0, I) prior, three optimizers, reconstruction score.",
+        "Adversarial autoencoder (64 hidden, 32-d code, dropout 0.2), N(0, I) prior, three "
+        "optimizers, reconstruction score.",
     ),
     DetectorSpec(
         "aae-mog",

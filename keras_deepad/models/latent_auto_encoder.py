@@ -69,7 +69,9 @@ class LatentAutoEncoder(ReconstructionDetector):
     extra_optimizers: dict = {}
     #: Of the reconstruction optimizer. Standardised inputs and Adam at 5e-3 rose the
     #: tabular suite's mean AUROC (seven real sets, seeds 1-3) from 0.594 to 0.603 (AAE)
-    #: and from 0.555 to 0.618 (WAE-MMD) against min-max inputs and 1e-3.
+    #: and from 0.555 to 0.618 (WAE-MMD) against min-max inputs and 1e-3; the default
+    #: network (64 hidden units, a 32-d code, dropout 0.2, as the AE's) then to 0.674 (AAE)
+    #: and 0.658 (WAE-MMD) against 64-32-8 without dropout.
     default_learning_rate = 5e-3
 
     def __init__(

@@ -72,7 +72,9 @@ class VAE(ReconstructionDetector):
             likelihood under the learned per-feature variance still weighs
             each feature by how well it is normally reconstructed (tabular
             suite, seven real sets, seeds 1-3: mean AUROC 0.668 against 0.629;
-            vehicle 0.59 against 0.41).
+            vehicle 0.59 against 0.41). The default network (64 hidden units,
+            a 2-d code) then rose it to 0.679 against 64-32-8 (one-class
+            Fashion-MNIST 0.908 against 0.905).
         seed: seed of the training sampler and of the score draws.
 
     Example:

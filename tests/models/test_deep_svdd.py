@@ -319,3 +319,11 @@ def test_center_is_the_inference_mode_mean_after_pretraining():
     # Batch statistics of the whole set differ from the moving ones: c is not that mean.
     gap = np.max(np.abs(adjust_center(seen["training"]) - seen["center"]))
     assert gap > 1e-3, gap
+
+
+@pytest.mark.parametrize(("architecture", "rate"), [("mlp", 1e-4), ("conv", 1e-3)])
+def test_compile_defaults_to_the_architectures_learning_rate(architecture, rate):
+    model = DeepSVDD(architecture=architecture)
+    model.compile()
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(rate)
