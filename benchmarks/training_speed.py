@@ -1,7 +1,8 @@
 """Training and scoring speed: keras-deepad vs PyOD's AutoEncoder vs a bare torch loop.
 
 Usage:
-    python benchmarks/training_speed.py [--repeats 2] [--output benchmarks/results/training_speed.md]
+    python benchmarks/training_speed.py [--repeats 2]
+        [--output benchmarks/results/training_speed.md]
 
 Side by side in one process, on the same data and the same network (dense 64-64-32-64-64,
 ReLU, linear output, standardised inputs, Adam 1e-3, no dropout or batch norm):

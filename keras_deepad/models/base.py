@@ -538,7 +538,10 @@ class AnomalyDetector(keras.Model):
         functions = self._score_functions
         if key not in functions:
             spec = tf.TensorSpec((None, *self.feature_shape), tf.float32, name="x")
-            functions[key] = tf.function(fn, input_signature=[spec])
+            # One trace per method for every batch size. No AutoGraph: the score code has
+            # no tensor-dependent Python control flow, and converting it (with every
+            # function it calls) was most of the first call's cost (AE: about 0.9 s of 1 s).
+            functions[key] = tf.function(fn, input_signature=[spec], autograph=False)
         return functions[key]
 
     def _batched(self, x, fn, batch_size, out_shape, name="x"):
