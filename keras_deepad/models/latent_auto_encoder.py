@@ -439,6 +439,11 @@ class LatentAutoEncoder(ReconstructionDetector):
         return self._batched(x, fn, batch_size, ())
 
     # --------------------------------------------------------------- config
+    @classmethod
+    def from_config(cls, config):
+        # Saved before `dropout` existed: those networks were trained without it.
+        return super().from_config({"dropout": 0.0, **config})
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -42,3 +42,11 @@ def test_no_dropout_layers_at_zero(name):
     model.build((None, 3))
     layers = model.encoder.layers + model.decoder.layers
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in layers)
+
+
+@pytest.mark.parametrize("name", ["AAE", "WAE"])
+def test_a_config_saved_before_dropout_existed_loads_without_it(name):
+    # AAE/WAE default to dropout 0.2 now; a model saved earlier was trained without it.
+    config = FAMILIES[name](hidden_units=(8,), latent_dim=2).get_config()
+    del config["dropout"]
+    assert FAMILIES[name].from_config(config).dropout == 0.0
