@@ -7,8 +7,9 @@ Usage:
 Each family is trained once per tabular set and seed exactly as the suite trains a default
 (`compile()`, `fit(epochs=50, batch_size=64)`); its training and test scores are cached in
 `--cache` (`.npz` per set, seed and family). Every subset is then combined offline as the
-ensemble does (each member standardised by the median and IQR of its training scores, then the
-mean or the max) and ranked by the mean AUROC over all sets and seeds. The members of a real
+ensemble does (each member standardised by the median and IQR of its training scores with
+`DetectorEnsemble`'s own rule, then the mean or the max) and ranked by the mean AUROC over all
+sets and seeds. The members of a real
 `DetectorEnsemble` draw other seeds (`seed + i`), so a subset's figure here approximates, within
 the suite's seed noise, what `benchmarks/tune.py 'DetectorEnsemble:{"members": [...]}'` measures.
 """
@@ -19,7 +20,6 @@ import argparse
 import itertools
 import os
 import time
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,6 +28,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 from suite import TABULAR_SETS, load_tabular, tabular_split  # noqa: E402
+from tune import fit_candidate  # noqa: E402
+
+from keras_deepad.models.ensemble import _location_scale  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -36,24 +39,15 @@ SEEDS = (1, 2, 3)
 
 
 def train(name, split, seed):
-    import keras
-
-    from keras_deepad import models
-
     x_train, x_test, _ = split
-    keras.utils.set_random_seed(seed)
-    model = getattr(models, name)(seed=seed)
-    model.compile()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(x_train, epochs=50, batch_size=64, verbose=0)
+    model = fit_candidate(name, {}, x_train, seed, epochs=50, batch_size=64)
     return model.score(x_train).astype(np.float64), model.score(x_test).astype(np.float64)
 
 
 def standardise(train_scores, test_scores):
-    median = np.median(train_scores)
-    iqr = np.subtract(*np.percentile(train_scores, [75, 25]))
-    return (test_scores - median) / max(iqr, 1e-12)
+    """The ensemble's own robust standardisation of one member."""
+    location, scale, _ = _location_scale(train_scores, "robust")
+    return (test_scores - location) / scale
 
 
 def main(argv=None):

@@ -36,12 +36,12 @@ def parse_candidate(text):
     return name, json.loads(params) if params else {}
 
 
-def run_candidate(name, params, split, seed, epochs, batch_size):
+def fit_candidate(name, params, x_train, seed, epochs, batch_size):
+    """A candidate built, compiled and trained exactly as the suite trains a default."""
     import keras
 
     from keras_deepad import models
 
-    x_train, x_test, y_test = split
     keras.utils.set_random_seed(seed)
     params = dict(params)
     learning_rate = params.pop("_lr", None)  # compile(Adam(lr)) instead of compile()
@@ -59,6 +59,12 @@ def run_candidate(name, params, split, seed, epochs, batch_size):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(x_train, epochs=epochs, batch_size=batch_size, verbose=0)
+    return model
+
+
+def run_candidate(name, params, split, seed, epochs, batch_size):
+    x_train, x_test, y_test = split
+    model = fit_candidate(name, params, x_train, seed, epochs, batch_size)
     scores = np.nan_to_num(model.score(x_test).astype(np.float64), nan=0.0, posinf=1e300)
     return float(roc_auc_score(y_test, scores))
 
