@@ -1,7 +1,7 @@
 """Training and scoring speed: keras-deepad vs PyOD's AutoEncoder vs a bare torch loop.
 
 Usage:
-    python benchmarks/training_speed.py [--repeats 2]
+    python benchmarks/training_speed.py [--repeats 5]
         [--output benchmarks/results/training_speed.md]
 
 Side by side in one process, on the same data and the same network (dense 64-64-32-64-64,
@@ -152,7 +152,7 @@ RUNNERS = {"keras-deepad": run_keras, "PyOD AutoEncoder": run_pyod, "bare torch 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--output", default=str(Path(__file__).parent / "results" / "training_speed.md")
     )

@@ -302,6 +302,8 @@ class DeepSVDD(AnomalyDetector):
             autoencoder.compile(
                 optimizer=keras.optimizers.Adam(self.pretrain_learning_rate), loss="mse"
             )
+            # Slots made now, not in the first traced step (which tf.function then retraces).
+            autoencoder.optimizer.build(autoencoder.trainable_variables)
         return autoencoder.fit(
             self._scaled_pairs(x, batch_size, sample_weight),
             epochs=int(epochs),

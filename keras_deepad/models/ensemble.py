@@ -336,6 +336,7 @@ class DetectorEnsemble(AnomalyDetector):
             for member in self.members
         ]
         self.fit_standardization(state_x)
+        self.warm_score_function()
         return self._history(histories, epochs)
 
     def _history(self, histories, epochs):

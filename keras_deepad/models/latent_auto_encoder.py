@@ -210,10 +210,6 @@ class LatentAutoEncoder(ReconstructionDetector):
             shape=(), initializer="zeros", trainable=False, aggregation="mean", name="error_steps"
         )
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_optimizers()
-
     # ------------------------------------------------------------ optimizers
     def optimizer_variables(self):
         """Optimizer attribute name -> the variables that optimizer updates."""
@@ -252,17 +248,6 @@ class LatentAutoEncoder(ReconstructionDetector):
                 value = keras.optimizers.LossScaleOptimizer(value)
             setattr(self, name, value)
         self._build_optimizers()
-
-    def _build_optimizers(self):
-        # Each optimizer is built on exactly the variables it updates, eagerly
-        # and inside the model's distribution strategy (mirrored slot variables).
-        if not (self.compiled and self.built and self.feature_shape is not None):
-            return
-        with self.distribute_strategy.scope():
-            for name, variables in self.optimizer_variables().items():
-                opt = getattr(self, name, None)
-                if opt is not None and not opt.built:
-                    opt.build(variables)
 
     def get_compile_config(self):
         config = super().get_compile_config()
