@@ -395,3 +395,17 @@ def test_the_first_score_after_fit_does_not_trace(name):
     scores = model.score(x)
     assert function.experimental_get_tracing_count() == 1
     np.testing.assert_allclose(scores, model.compute_scores(x, model.score_method), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", EVERY_DETECTOR)
+def test_jit_compiled_training(name):
+    """`compile(jit_compile=True)` reaches Keras: the step runs through XLA and trains."""
+    x = _low_rank(256)
+    model = FACTORIES[name]()
+    model.compile(jit_compile=True)
+    members = getattr(model, "members", [model])
+    assert all(member.jit_compile for member in members)
+    losses = model.fit(x, epochs=4, batch_size=64, verbose=0).history["loss"]
+    assert np.isfinite(losses).all()
+    assert losses[-1] < losses[0]
+    assert np.isfinite(model.score(x)).all()
