@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 
@@ -218,6 +219,7 @@ def train_detector(
     params: dict | None = None,
     verbose="auto",
     callbacks=None,
+    strategy=None,
 ):
     """Seeds, builds a registered detector, compiles it with Adam and fits it on `x`.
 
@@ -233,6 +235,10 @@ def train_detector(
         params: constructor arguments overriding the preset.
         verbose: Keras `fit` verbosity.
         callbacks: Keras callbacks for `fit` (e.g. `KneeEarlyStopping`).
+        strategy: a `tf.distribute.Strategy` (or its name for
+            `keras_deepad.distribute.get_strategy`): the detector is created
+            and compiled in its scope. `batch_size` is then the global batch,
+            split over the replicas.
 
     Returns:
         `(model, history)`.
@@ -242,9 +248,16 @@ def train_detector(
     spec = get_spec(name)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
-    model = spec.cls(**{**spec.params, "seed": seed, **(params or {})})
+    if isinstance(strategy, str):
+        from keras_deepad.distribute import get_strategy
+
+        strategy = get_strategy(strategy)
     learning_rate = learning_rate or spec.fit_params.get("learning_rate")
-    model.compile(optimizer=None if learning_rate is None else keras.optimizers.Adam(learning_rate))
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = spec.cls(**{**spec.params, "seed": seed, **(params or {})})
+        model.compile(
+            optimizer=None if learning_rate is None else keras.optimizers.Adam(learning_rate)
+        )
     batch_size = int(batch_size or spec.fit_params.get("batch_size", 32))
     history = model.fit(
         x, epochs=int(epochs), batch_size=batch_size, verbose=verbose, callbacks=callbacks

@@ -34,6 +34,7 @@ from keras_deepad.data.tabular import load_csv, load_sklearn
 
 if TYPE_CHECKING:
     from keras_deepad.data.pipelines import csv_dataset, make_dataset
+    from keras_deepad.data.sharded import tfrecord_dataset, write_tfrecords
     from keras_deepad.data.tfds_utils import (
         LocalArrays,
         LocalArraysConfig,
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "csv_dataset": "pipelines",
     "make_dataset": "pipelines",
+    "tfrecord_dataset": "sharded",
+    "write_tfrecords": "sharded",
     "LocalArrays": "tfds_utils",
     "LocalArraysConfig": "tfds_utils",
     "LocalFashionMNIST": "tfds_utils",
@@ -77,6 +80,8 @@ __all__ = [
     "parse_data_spec",
     "read_idx",
     "semi_supervised_split",
+    "tfrecord_dataset",
+    "write_tfrecords",
 ]
 
 

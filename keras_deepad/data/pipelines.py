@@ -126,23 +126,43 @@ def _read_csv_head(path: str) -> tuple[list[str], bool]:
     return names, has_row
 
 
+def _csv_files(path) -> list[str]:
+    """The files a path, glob pattern or list of them names, in sorted order per pattern."""
+    patterns = (
+        [os.fspath(path)] if isinstance(path, str | os.PathLike) else [os.fspath(p) for p in path]
+    )
+    if not patterns:
+        raise ValueError("path is empty: name at least one CSV file or glob pattern.")
+    files = []
+    for pattern in patterns:
+        matched = sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in "*?[") else []
+        if not matched and not tf.io.gfile.exists(pattern):
+            raise FileNotFoundError(f"CSV file not found. Received: path={pattern!r}")
+        files.extend(matched or [pattern])
+    return files
+
+
 def csv_dataset(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Sequence[str | os.PathLike],
     label_column: str | None = None,
     feature_columns: Sequence[str] | None = None,
     batch_size: int = 128,
     shuffle: bool = False,
     seed: int | None = None,
 ) -> tf.data.Dataset:
-    """Streams a CSV file with a header row as batches of feature matrices.
+    """Streams CSV files with a header row as batches of feature matrices.
 
-    The file is read with `tf.data.experimental.make_csv_dataset`, so it
+    The files are read with `tf.data.experimental.make_csv_dataset`, so they
     need not fit in memory (``gs://`` and other `tf.io.gfile` paths work).
     Column types are inferred from the first 100 rows; empty cells become
-    the column's default (0 for numeric columns).
+    the column's default (0 for numeric columns). Sharded data: pass a glob
+    pattern or a list; the pipeline starts from the file list, so under
+    `tf.distribute.MultiWorkerMirroredStrategy` each worker reads whole
+    files.
 
     Args:
-        path: Path of the CSV file; the first row names the columns.
+        path: Path of the CSV file, a glob pattern (``"data/part-*.csv"``)
+            or a list of paths; every file starts with the same header row.
         label_column: Column to yield as labels, or ``None``.
         feature_columns: Feature columns; defaults to every column except
             ``label_column``. They are stacked in file order whatever the
@@ -167,14 +187,21 @@ def csv_dataset(
         >>> for x, y in csv_dataset("data.csv", "label", batch_size=64):  # doctest: +SKIP
         ...     print(x.shape)
     """
-    path = os.fspath(path)
     _check_positive_int("batch_size", batch_size)
     _check_seed(seed)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"CSV file not found. Received: path={path!r}")
-    columns, has_row = _read_csv_head(path)
+    files = _csv_files(path)
+    path = files[0] if len(files) == 1 else f"{files[0]} (and {len(files) - 1} more files)"
+    columns, has_row = _read_csv_head(files[0])
     if not columns or columns == [""]:
-        raise ValueError(f"CSV file {path!r} is empty (no header row).")
+        raise ValueError(f"CSV file {files[0]!r} is empty (no header row).")
+    for other in files[1:]:
+        other_columns, other_has_row = _read_csv_head(other)
+        has_row = has_row or other_has_row
+        if other_columns != columns:
+            raise ValueError(
+                f"CSV file {other!r} has the columns {other_columns}; {files[0]!r} has "
+                f"{columns}. Every file of a sharded data set needs the same header."
+            )
     if not has_row:
         raise ValueError(f"CSV file {path!r} has a header but no data rows. Columns: {columns}")
     # Stacked in file order, whatever the order of feature_columns.
@@ -182,7 +209,7 @@ def csv_dataset(
     features = [c for c in columns if c in wanted]
 
     dataset = tf.data.experimental.make_csv_dataset(
-        path,
+        files,
         batch_size=batch_size,
         select_columns=features + ([label_column] if label_column else []),
         label_name=label_column,

@@ -44,6 +44,16 @@ class FittedStateCallback(keras.callbacks.Callback):
         self.detector.finish_training()
 
 
+def _multi_worker(strategy=None) -> bool:
+    """Whether `strategy` (default: the current one) spans several worker processes."""
+    strategy = strategy or tf.distribute.get_strategy()
+    extended = strategy.extended
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and extended._in_multi_worker_mode()
+    )
+
+
 def weighted_mean(values, sample_weight=None):
     """`mean(values)`, or `sum(w * values) / n` with sample weights (Keras' reduction)."""
     values = ops.reshape(values, (-1,))
@@ -97,8 +107,59 @@ def batch_weight(sample_weight=None):
     return ops.mean(ops.cast(sample_weight, "float32"))
 
 
+def multi_worker_logs(logs):
+    """A step's logs as Keras can reduce them across worker processes.
+
+    Keras reduces each replica's logs with `strategy.reduce("MEAN", v, axis=0)`
+    under `MultiWorkerMirroredStrategy`, which fails on scalars
+    (keras-team/keras#20585): there they are reshaped to `(1,)`. The history
+    reads the metrics' own (all-reduced) results, not these values.
+    """
+    if not _multi_worker():
+        return logs
+    return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+
+
+class MultiWorkerFitMixin:
+    """What a `keras.Model` needs for `fit` under `MultiWorkerMirroredStrategy` (Keras 3.15).
+
+    Put it before `keras.Model` in the bases. It replaces Keras' first-batch
+    build, which averages the batch over replicas with a cross-worker
+    `strategy.reduce` that fails, and reshapes the default steps' scalar
+    logs (`multi_worker_logs`). Detectors inherit it through
+    `AnomalyDetector`, whose own steps return `multi_worker_logs(...)`.
+    """
+
+    def train_step(self, data):
+        return multi_worker_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return multi_worker_logs(super().test_step(data))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' build from a first batch, minus its cross-worker reduction.
+
+        Keras averages a distributed first batch over the replicas with
+        `strategy.reduce`, which fails across worker processes; the batch
+        only gives shapes, so this worker's first replica's batch does.
+        """
+        if self._distribute_strategy is None or not _multi_worker(self._distribute_strategy):
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        local = self._distribute_strategy.experimental_local_results
+
+        def first_replica(value):
+            return local(value)[0] if isinstance(value, tf.distribute.DistributedValues) else value
+
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(first_replica, next(it))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+
 @keras.saving.register_keras_serializable(package="keras_deepad")
-class AnomalyDetector(keras.Model):
+class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
     """Base class of all detectors: fit, score, calibrate, flag.
 
     Subclasses build their networks in `build_networks(feature_shape)`,
@@ -315,7 +376,7 @@ class AnomalyDetector(keras.Model):
         for metric in self.metrics:
             result = metric.result()
             logs.update(result if isinstance(result, dict) else {metric.name: result})
-        return logs
+        return multi_worker_logs(logs)
 
     def scale_for_gradients(self, loss, optimizer=None):
         """The loss whose gradient an optimizer applies; call it inside the tape.

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
+from keras_deepad.models.base import AnomalyDetector, FittedStateCallback, MultiWorkerFitMixin
 from keras_deepad.networks.bias_free import (
     build_bias_free_conv,
     build_bias_free_conv_decoder,
@@ -35,6 +35,10 @@ def weight_penalty(variables):
     """`sum ||W||_F^2` over the kernels (rank >= 2 weights) of `variables`."""
     squares = [ops.sum(ops.square(v)) for v in variables if len(v.shape) >= 2]
     return ops.sum(ops.stack(squares)) if squares else ops.convert_to_tensor(0.0)
+
+
+class PretrainingAutoEncoder(MultiWorkerFitMixin, keras.Model):
+    """Deep SVDD's network and a decoder, trained on the reconstruction (a functional model)."""
 
 
 @keras.saving.register_keras_serializable(package="keras_deepad")
@@ -298,7 +302,9 @@ class DeepSVDD(AnomalyDetector):
         with self.distribute_strategy.scope():
             decoder = self._build_decoder()
             inputs = keras.Input(shape=self.feature_shape)
-            autoencoder = keras.Model(inputs, decoder(self.network(inputs)), name="pretraining")
+            autoencoder = PretrainingAutoEncoder(
+                inputs, decoder(self.network(inputs)), name="pretraining"
+            )
             autoencoder.compile(
                 optimizer=keras.optimizers.Adam(self.pretrain_learning_rate), loss="mse"
             )
