@@ -314,3 +314,74 @@ class KneeEarlyStopping(keras.callbacks.Callback):
         knee = find_knee(running_mean(history, self.smoothing), sensitivity=self.sensitivity)
         self.knee_epoch = knee
         return knee is not None and n >= self.min_epochs and self.margin * (knee + 1) < n
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Training produced a non-finite loss; the detector holds its last finite weights."""
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stops `fit` at the first non-finite loss, restores the last finite state and raises.
+
+    `AnomalyDetector.fit` adds it unless `fit(..., check_finite=False)`. The
+    weights and every optimizer's variables are kept at the start and at each
+    epoch end whose logs are all finite; on a NaN or infinite loss they are
+    put back and `TrainingDivergedError` names the epoch, the batch and the
+    likely causes. The check reads the loss once per compiled call
+    (`steps_per_execution` batches), so the batch is given as "at or before".
+    """
+
+    def __init__(self, detector):
+        super().__init__()
+        self.detector = detector
+        self.epoch = 0
+        self._saved, self._saved_epoch, self._last_loss = None, None, None
+
+    def _state(self):
+        variables = list(self.detector.weights)
+        for name in self.detector.optimizer_variables():
+            optimizer = getattr(self.detector, name, None)
+            if optimizer is not None:
+                variables += list(optimizer.variables)
+        return variables
+
+    def _save(self):
+        self._saved = [np.array(v.numpy()) for v in self._state()]
+
+    def on_train_begin(self, logs=None):
+        self._save()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(np.mean(loss))):
+            self._fail(f"at or before batch {batch + 1} of epoch {self.epoch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = {k: float(np.mean(v)) for k, v in (logs or {}).items()}
+        bad = sorted(k for k, v in values.items() if not np.isfinite(v))
+        if bad:
+            self._fail(f"in epoch {epoch + 1} ({', '.join(bad)})")
+        self._save()
+        self._saved_epoch, self._last_loss = epoch + 1, values.get("loss")
+
+    def _fail(self, where):
+        for variable, value in zip(self._state(), self._saved, strict=True):
+            variable.assign(value)
+        self.model.stop_training = True
+        name = type(self.detector).__name__
+        kept = (
+            f"the end of epoch {self._saved_epoch} (loss {self._last_loss:.6g})"
+            if self._saved_epoch
+            else "the start of this fit"
+        )
+        raise TrainingDivergedError(
+            f"{name}: the training loss became NaN or infinite {where}. The detector holds "
+            f"its weights from {kept}. Likely causes: a learning rate too high for this data; "
+            "inputs far outside the range the normaliser adapted on; a NaN or infinite value "
+            "in the data (a tf.data input is checked only in the batches the normaliser "
+            "reads). Lower the learning rate, scale or clean the data, or pass "
+            "fit(..., check_finite=False) to train on regardless."
+        )

@@ -205,6 +205,7 @@ def export_saved_model(model, base_dir="saved_models", name=None, version=None, 
     """
     if not model.built or model.feature_shape is None:
         raise ValueError("export_saved_model needs a trained model: call fit() first.")
+    model.check_finite_weights("exporting it")
     if model.threshold is None:
         warnings.warn(
             "exporting an uncalibrated model: is_anomaly will be 0 for every input. "

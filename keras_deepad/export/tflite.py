@@ -299,6 +299,8 @@ def export_tflite(
         raise ValueError(f"scoring must be one of {SCORINGS}. Received: scoring={scoring!r}")
     if scoring == "auto":
         scoring = "host" if quantization == "int8" else "graph"
+    if hasattr(model_or_saved_model, "check_finite_weights") and model_or_saved_model.built:
+        model_or_saved_model.check_finite_weights("exporting it")
     if quantization == "int8" and scoring == "graph":
         raise ValueError(
             "int8 exports are scored on the host (scoring='host'): a score computed in int8 "

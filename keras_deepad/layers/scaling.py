@@ -49,11 +49,17 @@ class FeatureScaler(keras.layers.Layer):
         batches = [data] if isinstance(data, np.ndarray) else data
         count, total, total_sq = 0, None, None
         low = high = None
-        for batch in batches:
+        for index, batch in enumerate(batches):
             if isinstance(batch, tuple | list):
                 batch = batch[0]
             values = np.asarray(batch, dtype=np.float64)
             values = values.reshape(-1, values.shape[-1])
+            if not np.isfinite(values).all():
+                row = int(np.argwhere(~np.isfinite(values))[0][0])
+                raise ValueError(
+                    f"x contains NaN or infinite values (batch {index}, row {row} of that "
+                    "batch): clean or impute them before training."
+                )
             if total is None:
                 total = np.zeros(values.shape[-1])
                 total_sq = np.zeros(values.shape[-1])

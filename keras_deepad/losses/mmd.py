@@ -48,7 +48,7 @@ def mmd(x, y, kernel="imq", variance=1.0, scales=MMD_SCALES):
     negative when both sets come from one distribution.
 
     Args:
-        x, y: float tensors of shape `(n, d)` and `(m, d)`, `n, m >= 2`.
+        x, y: float tensors of shape `(n, d)` and `(m, d)`; 0 unless `n, m >= 2`.
         kernel: `"imq"` (inverse multiquadratic `C / (C + ||x-y||^2)`,
             the WAE default) or `"rbf"` (`exp(-||x-y||^2 / C)`).
         variance: per-dimension variance of the prior (`sigma_z^2`).
@@ -81,9 +81,12 @@ def mmd(x, y, kernel="imq", variance=1.0, scales=MMD_SCALES):
     k_xx = _kernel_sum(squared_distances(x, x), kernel, bases)
     k_yy = _kernel_sum(squared_distances(y, y), kernel, bases)
     k_xy = _kernel_sum(squared_distances(x, y), kernel, bases)
-    xx = _off_diagonal_sum(k_xx) / (n * n - n)
-    yy = _off_diagonal_sum(k_yy) / (m * m - m)
-    return xx + yy - 2.0 * ops.sum(k_xy) / (n * m)
+    # A set of one sample has no within-set pair: the estimate is undefined, and 0 (with a
+    # zero gradient) instead of 0/0 = NaN, e.g. for the last partial batch of an epoch.
+    valid = ops.cast(ops.logical_and(n >= 2, m >= 2), "float32")
+    xx = _off_diagonal_sum(k_xx) / ops.maximum(n * n - n, 1.0)
+    yy = _off_diagonal_sum(k_yy) / ops.maximum(m * m - m, 1.0)
+    return valid * (xx + yy - 2.0 * ops.sum(k_xy) / ops.maximum(n * m, 1.0))
 
 
 def mmd_to_prior(z, prior, seed=None, kernel="imq", scales=MMD_SCALES):

@@ -1,11 +1,13 @@
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_deepad.losses import feature_errors, reconstruction_error
 from keras_deepad.models.base import AnomalyDetector
 from keras_deepad.networks import build_decoder, build_encoder
+from keras_deepad.utils.validation import check_number, check_units
 
 ARCHITECTURES = ("mlp", "conv", "seed")
 #: The percentile-loss quantile used when the option is switched on with `True`
@@ -29,7 +31,8 @@ def _check_latent_dim(latent_dim):
         except ValueError:
             ok = False
     else:
-        ok = isinstance(latent_dim, int) and latent_dim > 0
+        ok = isinstance(latent_dim, int | np.integer) and not isinstance(latent_dim, bool)
+        ok = ok and latent_dim > 0
     if not ok:
         raise ValueError(
             "latent_dim must be a positive int or a multiple of the input size such as '10x'. "
@@ -39,8 +42,7 @@ def _check_latent_dim(latent_dim):
 
 def check_dropout(dropout):
     """Refuse a dropout rate outside [0, 1) (NaN included)."""
-    if not 0 <= float(dropout) < 1:
-        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+    return check_number("dropout", dropout, low=0, high=1, high_open=True)
 
 
 def check_percentile(percentile_loss):
@@ -280,17 +282,17 @@ class AE(ReconstructionDetector):
             raise ValueError(f"denoising_std must be >= 0. Received: denoising_std={denoising_std}")
         check_dropout(dropout)
         self.architecture = architecture
-        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.hidden_units = check_units("hidden_units", hidden_units)
         self.latent_dim = latent_dim
         self.activation = activation
         self.latent_activation = latent_activation
-        self.latent_l1 = float(latent_l1)
+        self.latent_l1 = check_number("latent_l1", latent_l1, low=0)
         self.output_activation = output_activation
-        self.conv_filters = tuple(int(f) for f in conv_filters)
-        self.kernel_size = int(kernel_size)
+        self.conv_filters = check_units("conv_filters", conv_filters)
+        self.kernel_size = check_number("kernel_size", kernel_size, low=1, integer=True)
         self.dropout = float(dropout)
         self.loss_kind = loss
-        self.denoising_std = float(denoising_std)
+        self.denoising_std = check_number("denoising_std", denoising_std, low=0)
         self._set_networks(encoder, decoder)
         self.noise_seed = keras.random.SeedGenerator(seed)
 

@@ -17,6 +17,7 @@ from keras_deepad.layers import FeatureScaler
 from keras_deepad.utils.validation import (
     check_array,
     check_dataset_spec,
+    check_number,
     check_sample_weight,
     to_numpy_batch,
 )
@@ -52,6 +53,16 @@ def _multi_worker(strategy=None) -> bool:
         isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         and extended._in_multi_worker_mode()
     )
+
+
+def check_fit_args(**args) -> dict:
+    """`fit`'s and `score`'s counts, checked: `None` or a positive integer (0 allowed for
+    `initial_epoch`), Python or NumPy; returned as Python ints."""
+    checked = {}
+    for name, value in args.items():
+        low = 0 if name == "initial_epoch" else 1
+        checked[name] = None if value is None else check_number(name, value, low=low, integer=True)
+    return checked
 
 
 def weighted_mean(values, sample_weight=None):
@@ -492,14 +503,29 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         checks and the fitted state (Deep SVDD's pretraining, c and R,
         OC-NN's r) read the first `adapt_steps` batches of the latter three
         (an extra argument of this `fit`; default `steps_per_epoch`, else
-        the whole of a finite dataset); Keras trains on all of it.
+        the whole of a finite dataset); Keras trains on all of it. A NaN or
+        infinite value in what they read is a `ValueError` naming the batch.
+
+        Divergence is an error, never a model: at the first NaN or infinite
+        loss `fit` puts back the last finite weights (and optimizer state)
+        and raises `keras_deepad.callbacks.TrainingDivergedError` naming the
+        epoch, the batch and the likely causes (`check_finite=False`, an
+        extra argument, trains on regardless).
         """
         if y is not None:
             warnings.warn(
                 f"{type(self).__name__} is trained without labels; y is ignored.", stacklevel=2
             )
             y = None
+        checked = check_fit_args(
+            epochs=epochs,
+            batch_size=batch_size,
+            steps_per_epoch=kwargs.get("steps_per_epoch"),
+            initial_epoch=kwargs.get("initial_epoch", 0),
+        )
+        epochs, batch_size = checked["epochs"], checked["batch_size"]
         adapt_steps = kwargs.pop("adapt_steps", None)
+        check_finite = kwargs.pop("check_finite", True)
         x, state_x, feature_shape = self._training_inputs(
             x, kwargs.get("steps_per_epoch"), adapt_steps
         )
@@ -526,6 +552,11 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         extra_callbacks = self.prepare_training(
             state_x, batch_size=batch_size, verbose=verbose, **hook_kwargs
         )
+        if check_finite:
+            from keras_deepad.callbacks import NonFiniteLossGuard
+
+            # First: a diverged epoch is undone before anything else sees it.
+            extra_callbacks = [NonFiniteLossGuard(self), *(extra_callbacks or [])]
         if extra_callbacks:
             # Fitted-state updates run before the user's callbacks see the epoch.
             kwargs["callbacks"] = [*extra_callbacks, *(kwargs.get("callbacks") or [])]
@@ -644,9 +675,7 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
 
     def _batched(self, x, fn, batch_size, out_shape, name="x"):
         """Applies `fn` batch by batch, writing into one preallocated array."""
-        batch_size = int(batch_size or DEFAULT_SCORE_BATCH)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer. Received: {batch_size}")
+        batch_size = check_fit_args(batch_size=batch_size)["batch_size"] or DEFAULT_SCORE_BATCH
         if isinstance(x, tf.data.Dataset):
             check_dataset_spec(x, self.feature_shape, name=name)
             chunks, seen = [], 0
@@ -785,7 +814,12 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
             raise ValueError(f"{what} must be in (0, 1). Received: {what}={rate}")
         scores = np.asarray(scores, dtype=np.float64).ravel()
         if not len(scores) or not np.isfinite(scores).all():
-            raise ValueError("calibration scores must be a non-empty array of finite numbers.")
+            self.check_finite_weights("calibrate")
+            raise ValueError(
+                "calibration scores must be a non-empty array of finite numbers; "
+                f"{int(np.sum(~np.isfinite(scores)))} of {len(scores)} are NaN or infinite "
+                "(inputs far outside the training data's range can overflow a score)."
+            )
         self.threshold = float(np.quantile(scores, 1.0 - float(rate)))
         self.score_quantiles.assign(np.quantile(scores, SCORE_QUANTILES).astype("float32"))
         return self.threshold
@@ -798,7 +832,34 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
                 f"{type(self).__name__} has no threshold: call calibrate(x, contamination=...) "
                 "or calibrate(x_clean, fpr=...) first."
             )
-        return (self.score(x, batch_size=batch_size) > threshold).astype(np.int64)
+        scores = self.score(x, batch_size=batch_size)
+        if not np.isfinite(scores).all():
+            self.check_finite_weights("predict_labels")
+            raise ValueError(
+                f"{int(np.sum(~np.isfinite(scores)))} of {len(scores)} scores are NaN or "
+                "infinite, so they cannot be compared with the threshold: check those rows "
+                "(values far outside the training data's range overflow a score)."
+            )
+        return (scores > threshold).astype(np.int64)
+
+    def check_finite_weights(self, what="this"):
+        """Raises a `ValueError` naming `what` when a weight is NaN or infinite (diverged)."""
+        # Not the threshold or its quantiles: NaN there means "not calibrated yet".
+        variables = [*self.trainable_weights, *self.scaler.weights]
+        bad = [v.path for v in variables if not np.isfinite(v.numpy()).all()]
+        if bad:
+            raise ValueError(
+                f"{type(self).__name__} has NaN or infinite weights ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}): its training diverged, so {what} would "
+                "give meaningless results. Retrain with a lower learning rate, or scale or "
+                "clean the data (fit raises at the first non-finite loss unless "
+                "check_finite=False)."
+            )
+
+    def save(self, filepath, *args, **kwargs):
+        """`keras.Model.save`, refused for a model with NaN or infinite weights."""
+        self.check_finite_weights("saving it")
+        return super().save(filepath, *args, **kwargs)
 
     def is_anomaly(self, x, batch_size=None):
         """Alias of `predict_labels`: 1 where a sample is flagged as anomalous."""

@@ -15,6 +15,7 @@ from keras_deepad.networks.bias_free import (
     build_bias_free_mlp_decoder,
     check_bias_free,
 )
+from keras_deepad.utils.validation import check_number, check_units
 
 OBJECTIVES = ("one-class", "soft-boundary")
 #: Centre entries closer to zero than this are pushed to +-eps: a zero
@@ -189,19 +190,21 @@ class DeepSVDD(AnomalyDetector):
         if decoder is not None and network is None:
             raise ValueError("a user decoder needs a user network (pass network=... too).")
         self.objective = objective
-        self.nu = float(nu)
+        self.nu = check_number("nu", nu, low=0, high=1, low_open=True)
         self.architecture = architecture
-        self.hidden_units = tuple(int(u) for u in hidden_units)
-        self.conv_filters = tuple(int(f) for f in conv_filters)
-        self.kernel_size = int(kernel_size)
-        self.rep_dim = int(rep_dim)
+        self.hidden_units = check_units("hidden_units", hidden_units)
+        self.conv_filters = check_units("conv_filters", conv_filters)
+        self.kernel_size = check_number("kernel_size", kernel_size, low=1, integer=True)
+        self.rep_dim = check_number("rep_dim", rep_dim, low=1, integer=True)
         self.batch_norm = bool(batch_norm)
-        self.weight_decay = float(weight_decay)
-        self.pretrain_epochs = int(pretrain_epochs)
-        self.pretrain_learning_rate = float(pretrain_learning_rate)
+        self.weight_decay = check_number("weight_decay", weight_decay, low=0)
+        self.pretrain_epochs = check_number("pretrain_epochs", pretrain_epochs, low=0, integer=True)
+        self.pretrain_learning_rate = check_number(
+            "pretrain_learning_rate", pretrain_learning_rate, low=0, low_open=True
+        )
         self.decoder_output_activation = decoder_output_activation
-        self.warm_up_epochs = int(warm_up_epochs)
-        self.collapse_tolerance = float(collapse_tolerance)
+        self.warm_up_epochs = check_number("warm_up_epochs", warm_up_epochs, low=0, integer=True)
+        self.collapse_tolerance = check_number("collapse_tolerance", collapse_tolerance, low=0)
         self.allow_bias = bool(allow_bias)
         self.allow_bounded_activation = bool(allow_bounded_activation)
         self.network = network

@@ -17,6 +17,7 @@ from keras_deepad.models.base import batch_weight
 from keras_deepad.networks import build_decoder, build_encoder, build_latent_discriminator
 from keras_deepad.priors import get_prior
 from keras_deepad.scores import generative as gen_scores
+from keras_deepad.utils.validation import check_number, check_range, check_units
 
 #: Momentum of the running mean of squared reconstruction errors per feature
 #: (the variance of the Gaussian likelihood used by the "jacodeco" score).
@@ -137,22 +138,22 @@ class LatentAutoEncoder(ReconstructionDetector):
                 f"{discriminator!r}"
             )
         self.architecture = architecture
-        self.hidden_units = tuple(int(u) for u in hidden_units)
-        self.latent_dim = int(latent_dim)
+        self.hidden_units = check_units("hidden_units", hidden_units)
+        self.latent_dim = check_number("latent_dim", latent_dim, low=1, integer=True)
         self.activation = activation
-        self.conv_filters = tuple(int(f) for f in conv_filters)
-        self.kernel_size = int(kernel_size)
+        self.conv_filters = check_units("conv_filters", conv_filters)
+        self.kernel_size = check_number("kernel_size", kernel_size, low=1, integer=True)
         self.output_activation = output_activation
         self.dropout = float(dropout)
         self.prior_spec = prior if isinstance(prior, str) else None
         self.prior = prior_obj
         self.stochastic_encoder = bool(stochastic_encoder)
-        self.logvar_range = tuple(float(v) for v in logvar_range)
-        self.mc_samples = int(mc_samples)
+        self.logvar_range = check_range("logvar_range", logvar_range)
+        self.mc_samples = check_number("mc_samples", mc_samples, low=1, integer=True)
         self.reconstruction_loss = reconstruction_loss
-        self.discriminator_units = tuple(int(u) for u in discriminator_units)
-        self.score_weight = float(score_weight)
-        self.gradient_penalty = float(gradient_penalty)
+        self.discriminator_units = check_units("discriminator_units", discriminator_units)
+        self.score_weight = check_number("score_weight", score_weight, low=0)
+        self.gradient_penalty = check_number("gradient_penalty", gradient_penalty, low=0)
         self._set_networks(encoder, decoder)
         self.discriminator = discriminator
         self._user_discriminator = discriminator is not None

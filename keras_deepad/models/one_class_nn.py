@@ -7,6 +7,7 @@ from keras import ops
 from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
 from keras_deepad.models.deep_svdd import weight_penalty
 from keras_deepad.networks.precision import float32_model
+from keras_deepad.utils.validation import check_number
 
 ACTIVATIONS = ("cos", "linear", "sigmoid")
 #: Default `bandwidth` of the cosine features (see `OCNN`): on the digits one-class
@@ -150,8 +151,8 @@ class OCNN(AnomalyDetector):
         if encoder is not None and not isinstance(encoder, keras.Model):
             raise ValueError(f"encoder must be a keras.Model. Received: {type(encoder)}")
         self.activation = activation
-        self.nu = float(nu)
-        self.bandwidth = float(bandwidth)
+        self.nu = check_number("nu", nu, low=0, high=1, low_open=True)
+        self.bandwidth = check_number("bandwidth", bandwidth, low=0, low_open=True)
         self.trainable_features = trainable_features
         self.encoder = encoder
         self._user_encoder = encoder is not None

@@ -17,6 +17,7 @@ from keras_deepad.models.auto_encoder import (
 )
 from keras_deepad.networks import build_decoder, build_encoder
 from keras_deepad.scores import generative as generative_scores
+from keras_deepad.utils.validation import check_number, check_range, check_units
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 DECODER_VARIANCES = ("feature", "scalar", "fixed")
@@ -135,23 +136,19 @@ class VAE(ReconstructionDetector):
                 f"decoder_variance must be one of {DECODER_VARIANCES}. "
                 f"Received: {decoder_variance!r}"
             )
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0. Received: beta={beta}")
-        if int(mc_samples) < 1:
-            raise ValueError(f"mc_samples must be >= 1. Received: mc_samples={mc_samples}")
         check_dropout(dropout)
         self.architecture = architecture
-        self.hidden_units = tuple(int(u) for u in hidden_units)
-        self.latent_dim = int(latent_dim)
+        self.hidden_units = check_units("hidden_units", hidden_units)
+        self.latent_dim = check_number("latent_dim", latent_dim, low=1, integer=True)
         self.activation = activation
-        self.conv_filters = tuple(int(f) for f in conv_filters)
-        self.kernel_size = int(kernel_size)
+        self.conv_filters = check_units("conv_filters", conv_filters)
+        self.kernel_size = check_number("kernel_size", kernel_size, low=1, integer=True)
         self.dropout = float(dropout)
         self.likelihood = likelihood
         self.decoder_variance = decoder_variance
-        self.beta = float(beta)
-        self.logvar_range = tuple(float(v) for v in logvar_range)
-        self.mc_samples = int(mc_samples)
+        self.beta = check_number("beta", beta, low=0)
+        self.logvar_range = check_range("logvar_range", logvar_range)
+        self.mc_samples = check_number("mc_samples", mc_samples, low=1, integer=True)
         self._set_networks(encoder, decoder)
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")

@@ -5,6 +5,7 @@ from keras import ops
 from keras_deepad.losses.mmd import KERNELS, MMD_SCALES, mmd
 from keras_deepad.models.base import batch_weight, weighted_mean
 from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder
+from keras_deepad.utils.validation import check_number
 
 PENALTIES = ("mmd", "gan")
 
@@ -110,7 +111,7 @@ class WAE(LatentAutoEncoder):
         if not scales or min(scales) <= 0:
             raise ValueError(f"mmd_scales must be positive numbers. Received: {mmd_scales}")
         self.penalty = penalty
-        self.lambda_ = float(lambda_)
+        self.lambda_ = check_number("lambda_", lambda_, low=0)
         self.kernel = kernel
         self.mmd_scales = scales
         self.penalty_tracker = keras.metrics.Mean(name="penalty")

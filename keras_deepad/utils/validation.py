@@ -242,3 +242,69 @@ def check_sample_weight(sample_weight, x, name: str = "sample_weight") -> np.nda
     if (weights < 0).any():
         raise ValueError(f"{name} must be non-negative; received a minimum of {weights.min()}.")
     return weights
+
+
+def check_number(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+):
+    """A finite number in a range, as the argument `name` (Python or NumPy scalar).
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value given.
+        low, high: bounds (`None`: unbounded).
+        low_open, high_open: whether the bound itself is excluded.
+        integer: require a whole number (returned as `int`).
+
+    Returns:
+        `value` as a Python `float` (or `int` with `integer=True`).
+
+    Raises:
+        ValueError: naming `name`, when `value` is not a real number, is NaN or
+            infinite, not whole where `integer`, or out of range.
+    """
+    kind = "an integer" if integer else "a finite number"
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        raise ValueError(f"{name} must be {kind}. Received: {name}={value!r}")
+    if isinstance(value, complex | np.complexfloating) or not np.isfinite(value):
+        raise ValueError(f"{name} must be {kind}. Received: {name}={value!r}")
+    if integer and float(value) != int(value):
+        raise ValueError(f"{name} must be {kind}. Received: {name}={value!r}")
+    number = int(value) if integer else float(value)
+    below = low is not None and (number <= low if low_open else number < low)
+    above = high is not None and (number >= high if high_open else number > high)
+    if below or above:
+        left = "unbounded" if low is None else f"{'(' if low_open else '['}{low}"
+        right = "" if high is None else f"{high}{')' if high_open else ']'}"
+        span = f"{left}, {right or 'inf)'}" if low is not None else f"(-inf, {right}"
+        raise ValueError(f"{name} must be in {span}. Received: {name}={value!r}")
+    return number
+
+
+def check_units(name: str, value) -> tuple[int, ...]:
+    """A sequence of positive layer sizes (a tuple of ints), as the argument `name`."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise ValueError(
+            f"{name} must be a list of positive integers (layer sizes), e.g. [64, 32]. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(check_number(f"{name}[{i}]", u, low=1, integer=True) for i, u in enumerate(value))
+
+
+def check_range(name: str, value) -> tuple[float, float]:
+    """A `(low, high)` pair of finite numbers with `low < high`, as the argument `name`."""
+    try:
+        low, high = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a (low, high) pair. Received: {name}={value!r}") from None
+    low, high = check_number(f"{name}[0]", low), check_number(f"{name}[1]", high)
+    if not low < high:
+        raise ValueError(f"{name} must have low < high. Received: {name}={value!r}")
+    return low, high

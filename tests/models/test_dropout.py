@@ -10,9 +10,16 @@ FAMILIES = {"AE": AE, "VAE": VAE, "AAE": AAE, "WAE": WAE}
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-@pytest.mark.parametrize("rate", [float("nan"), 1.0, -0.1])
-def test_bad_dropout_is_refused(name, rate):
-    with pytest.raises(ValueError, match="dropout must be in"):
+@pytest.mark.parametrize(
+    ("rate", "message"),
+    [
+        (float("nan"), "dropout must be a finite number"),
+        (1.0, r"dropout must be in \[0, 1\)"),
+        (-0.1, r"dropout must be in \[0, 1\)"),
+    ],
+)
+def test_bad_dropout_is_refused(name, rate, message):
+    with pytest.raises(ValueError, match=message):
         FAMILIES[name](dropout=rate)
 
 
