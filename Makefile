@@ -12,7 +12,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(TF),dev]"
+	$(BIN)/python -m pip install --quiet -e ".[$(TF),dev,beam]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -137,6 +137,10 @@ def train_and_calibrate(args, loaded: LoadedData):
         from keras_deepad.callbacks import KneeEarlyStopping
 
         callbacks.append(KneeEarlyStopping())
+    if getattr(args, "backup_dir", None):
+        from keras_deepad.distribute import BackupAndRestore
+
+        callbacks.append(BackupAndRestore(args.backup_dir))
     params = dict(args.param or [])
     if getattr(args, "score_method", None):
         params["score_method"] = args.score_method
@@ -151,6 +155,7 @@ def train_and_calibrate(args, loaded: LoadedData):
         params=params,
         verbose=0 if args.json else (1 if sys.stdout.isatty() else 2),
         callbacks=callbacks,
+        strategy=getattr(args, "strategy", None),
     )
     seconds = time.perf_counter() - start
     threshold = model.calibrate(loaded.x_train, contamination=args.contamination, fpr=args.fpr)
@@ -159,7 +164,7 @@ def train_and_calibrate(args, loaded: LoadedData):
         "final_loss": float(history.history["loss"][-1]),
         "threshold": threshold,
     }
-    if callbacks:
+    if getattr(args, "knee_stopping", False):
         knee = callbacks[0].knee_epoch
         info["epochs_trained"] = len(history.history["loss"])
         info["knee_epoch"] = None if knee is None else knee + 1  # counted from 1
@@ -209,12 +214,22 @@ def cmd_train(args):
     loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
     model, info = train_and_calibrate(args, loaded)
     output = Path(args.output or f"saved_models/{args.model}.keras")
-    save_keras_atomically(model, output)
+    from keras_deepad.distribute import is_chief, task
+
+    chief = is_chief()
+    if chief:
+        save_keras_atomically(model, output)
+        saved = f"saved: {output}"
+    else:
+        # Every worker ends with the same weights; only the chief writes them.
+        kind, index = task()
+        saved = f"not saved: {kind} {index} is not the chief (the chief saves {output})"
     metrics = evaluate_model(model, loaded)
     result = {
         "model": args.model,
         "data": args.data,
         "output": str(output),
+        "saved": chief,
         **info,
         "metrics": metrics,
     }
@@ -233,7 +248,7 @@ def cmd_train(args):
             ),
             f"threshold: {info['threshold']:.6g}",
             *_metric_lines(metrics),
-            f"saved: {output}",
+            saved,
         ],
     )
 
@@ -497,6 +512,61 @@ def cmd_demo(args):
     )
 
 
+def cmd_beam_score(args):
+    try:
+        from keras_deepad.beam import run_scoring
+    except ImportError as err:
+        raise ValueError(str(err)) from err
+
+    pipeline_args = list(args.pipeline_args or [])
+    if pipeline_args[:1] == ["--"]:
+        pipeline_args = pipeline_args[1:]
+    columns = None if args.feature_columns is None else args.feature_columns.split(",")
+    key = args.key_column
+    if args.no_header:  # columns by 0-based position
+        try:
+            columns = None if columns is None else [int(c) for c in columns]
+            key = None if key is None else int(key)
+        except ValueError:
+            raise ValueError(
+                "with --no-header, --feature-columns and --key-column are 0-based positions."
+            ) from None
+    result = run_scoring(
+        args.model_dir,
+        args.input,
+        args.output,
+        input_format=args.format,
+        runner=args.runner,
+        pipeline_args=pipeline_args,
+        feature_columns=columns,
+        key_column=key,
+        header=not args.no_header,
+        feature_key=args.feature_key,
+        block_rows=args.block_rows,
+        num_shards=args.num_shards,
+        overwrite=args.overwrite,
+    )
+    summary = {
+        "model": result.model_path,
+        "input": args.input,
+        "runner": result.runner,
+        "rows": result.rows,
+        "anomalies": result.anomalies,
+        "seconds": round(result.seconds, 3),
+        "files": list(result.files),
+    }
+    rate = f" ({result.rows / result.seconds:,.0f} rows/s)" if result.rows else ""
+    _emit(
+        args,
+        summary,
+        [
+            f"scored {result.rows} rows with {result.model_path} on {result.runner} in "
+            f"{result.seconds:.1f} s{rate}; {result.anomalies} flagged as anomalies",
+            *(f"wrote {f}" for f in result.files),
+        ],
+    )
+
+
 # ------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -599,6 +669,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop 20%% after the knee of the smoothed loss curve (Kneedle); --epochs is "
         "then the maximum (see keras_deepad.callbacks.KneeEarlyStopping)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=["auto", "default", "mirrored", "multiworker"],
+        default="auto",
+        help="tf.distribute strategy: multiworker (MultiWorkerMirroredStrategy, from "
+        "TF_CONFIG), mirrored (every GPU of this machine), default (none); auto picks "
+        "multiworker when TF_CONFIG names several tasks, mirrored with several GPUs. "
+        "--batch-size is the global batch. Only the chief (worker 0) saves the model",
+    )
+    p.add_argument(
+        "--backup-dir",
+        default=None,
+        help="back up the training state here every epoch; a restarted job resumes from it "
+        "(keras_deepad.distribute.BackupAndRestore)",
     )
     p.set_defaults(func=cmd_train)
 
@@ -742,6 +827,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # train_and_calibrate's other settings, at their `train` defaults.
     p.set_defaults(func=cmd_demo, param=[], batch_size=None, learning_rate=None, contamination=None)
+
+    p = sub.add_parser(
+        "beam-score",
+        help="score sharded files with an exported SavedModel on Apache Beam (the beam extra)",
+        description="Read rows from sharded CSV, TFRecord or Parquet files, score them with a "
+        "SavedModel written by `export` (Beam's RunInference) and write sharded CSV "
+        "<output>-SSSSS-of-NNNNN.csv with file,row (or --key-column),score,is_anomaly,"
+        "threshold. Options after `--` go to Beam's PipelineOptions, e.g. "
+        "`-- --project P --region R --temp_location gs://B/tmp` for Dataflow.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    p.add_argument(
+        "--model-dir",
+        required=True,
+        help="SavedModel version folder written by export, or its model folder (highest version)",
+    )
+    p.add_argument(
+        "--input", required=True, help="input file pattern, e.g. 'data/part-*.csv' (quote it)"
+    )
+    p.add_argument(
+        "--format",
+        choices=["csv", "tfrecord", "parquet"],
+        default="csv",
+        help="input format (default csv)",
+    )
+    p.add_argument(
+        "--output", required=True, help="output prefix of the CSV shards, e.g. scores/ae"
+    )
+    p.add_argument(
+        "--runner",
+        default="direct",
+        help="direct, prism, dataflow, flink, spark or a Beam runner name (default direct)",
+    )
+    p.add_argument(
+        "--feature-columns",
+        default=None,
+        help="comma-separated CSV/Parquet feature columns (default: all but --key-column)",
+    )
+    p.add_argument(
+        "--key-column",
+        default=None,
+        help="column (TFRecord: feature) identifying each row; default: file and row index",
+    )
+    p.add_argument("--no-header", action="store_true", help="CSV files have no header row")
+    p.add_argument(
+        "--feature-key", default="x", help="TFRecord float feature holding the row (default x)"
+    )
+    p.add_argument(
+        "--block-rows",
+        type=_positive_int,
+        default=1024,
+        help="rows per pipeline element and per model call (default 1024)",
+    )
+    p.add_argument(
+        "--num-shards", type=int, default=0, help="output files (default 0: the runner decides)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing output shards")
+    p.add_argument(
+        "pipeline_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- PIPELINE_OPTION",
+        help="Beam pipeline options for the runner, after `--`",
+    )
+    p.set_defaults(func=cmd_beam_score)
     return parser
 
 
