@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,8 @@ normal class 3) or a file: .csv (numeric columns; --label-column names a 0/1
 column that is kept out of the features and used only for evaluation),
 .npy (features) or .npz (arrays `x` and optionally `y`).
 Scores: higher = more anomalous. Labels: 1 = anomaly.
+Exit status: 0 done; 2 a usage or data error (one line on stderr naming the
+problem; add --debug for the traceback); 1 an internal error; 130 interrupted.
 """
 
 
@@ -57,6 +58,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (value > 0.0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
 
 
@@ -105,28 +116,61 @@ def _eval_input(loaded: LoadedData):
 # ------------------------------------------------------------------- models
 def save_keras_atomically(model, path) -> Path:
     """Saves a `.keras` file via a temporary file and a rename (never half-written)."""
+    from keras_deepad.utils.scratch import save_keras_atomically as save
+
+    return save(model, path)
+
+
+def check_output_path(path, flag: str, suffix: str | None = None) -> Path:
+    """Refuses an output path that cannot be written, before any work is done.
+
+    Checks the suffix, that the path is not a folder, and that its folder
+    exists and is writable or can be created (the nearest existing parent is
+    a writable folder). `flag` names the option in the message.
+    """
     path = Path(path)
-    if path.suffix != ".keras":
-        raise ValueError(f"model files must end in .keras. Received: {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    if suffix is not None and path.suffix != suffix:
+        raise ValueError(f"{flag} must end in {suffix}. Received: {path}")
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name.")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: {parent} is not a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: cannot write in {parent} (permission denied).")
     return path
 
 
 def load_model(path):
+    import zipfile
+
     import keras
 
     import keras_deepad.models  # noqa: F401  (registers the detector classes)
 
-    if not Path(path).exists():
+    path = Path(path)
+    if not path.exists():
         raise ValueError(f"model file {path} does not exist.")
-    return keras.models.load_model(path)
+    if path.is_dir():
+        raise ValueError(
+            f"model file {path} is a folder; give a .keras file written by `keras-deepad train`."
+        )
+    if path.stat().st_size == 0:
+        raise ValueError(f"model file {path} is empty (an interrupted save?); train it again.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"model file {path} is not a .keras file (not a zip archive: truncated or another "
+            "format?); give a .keras file written by `keras-deepad train`."
+        )
+    try:
+        return keras.models.load_model(path)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as err:
+        raise ValueError(
+            f"model file {path} could not be loaded ({type(err).__name__}: {err}); is it a "
+            ".keras file written by `keras-deepad train` with this version?"
+        ) from err
 
 
 def train_and_calibrate(args, loaded: LoadedData):
@@ -211,9 +255,13 @@ def cmd_datasets(args):
 
 
 def cmd_train(args):
+    output = check_output_path(
+        args.output or f"saved_models/{args.model}.keras", "--output", ".keras"
+    )
     loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
     model, info = train_and_calibrate(args, loaded)
-    output = Path(args.output or f"saved_models/{args.model}.keras")
+    # Every step that can still fail runs before the model is written.
+    metrics = evaluate_model(model, loaded)
     from keras_deepad.distribute import is_chief, task
 
     chief = is_chief()
@@ -224,7 +272,6 @@ def cmd_train(args):
         # Every worker ends with the same weights; only the chief writes them.
         kind, index = task()
         saved = f"not saved: {kind} {index} is not the chief (the chief saves {output})"
-    metrics = evaluate_model(model, loaded)
     result = {
         "model": args.model,
         "data": args.data,
@@ -256,6 +303,8 @@ def cmd_train(args):
 def cmd_score(args):
     import numpy as np
 
+    if args.output:
+        check_output_path(args.output, "--output")
     model = load_model(args.model_file)
     loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
     x = _eval_input(loaded)
@@ -263,20 +312,21 @@ def cmd_score(args):
     threshold = model.threshold
     labels = None if threshold is None else (scores > threshold).astype(int)
     if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        from keras_deepad.utils.scratch import write_atomically
+
         columns = [scores] if labels is None else [scores, labels]
         header = "score" if labels is None else "score,is_anomaly"
-        tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex}")
-        np.savetxt(
-            tmp,
-            np.column_stack(columns),
-            delimiter=",",
-            header=header,
-            comments="",
-            fmt=["%.9g"] + (["%d"] if labels is not None else []),
+        write_atomically(
+            args.output,
+            lambda tmp: np.savetxt(
+                tmp,
+                np.column_stack(columns),
+                delimiter=",",
+                header=header,
+                comments="",
+                fmt=["%.9g"] + (["%d"] if labels is not None else []),
+            ),
         )
-        os.replace(tmp, out)
     result = {
         "n_samples": len(scores),
         "threshold": threshold,
@@ -332,6 +382,8 @@ def cmd_group(args):
     from keras_deepad.evaluation import evaluate_scores
     from keras_deepad.scores import group_anomalies
 
+    if args.output:
+        check_output_path(args.output, "--output")
     loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
     x = _eval_input(loaded)
     groups = None if args.groups is None else _read_groups(args.groups, len(x))
@@ -362,18 +414,19 @@ def cmd_group(args):
     ranks = np.empty(len(x), dtype=np.int64)
     ranks[result.ranking] = np.arange(1, len(x) + 1)
     if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex}")
-        np.savetxt(
-            tmp,
-            np.column_stack([np.arange(len(x)), result.scores, ranks]),
-            delimiter=",",
-            header="index,score,rank",
-            comments="",
-            fmt=["%d", "%.9g", "%d"],
+        from keras_deepad.utils.scratch import write_atomically
+
+        write_atomically(
+            args.output,
+            lambda tmp: np.savetxt(
+                tmp,
+                np.column_stack([np.arange(len(x)), result.scores, ranks]),
+                delimiter=",",
+                header="index,score,rank",
+                comments="",
+                fmt=["%d", "%.9g", "%d"],
+            ),
         )
-        os.replace(tmp, out)
     top = result.ranking[: args.top]
     metrics = None if loaded.y_eval is None else evaluate_scores(loaded.y_eval, result.scores)
     summary = {
@@ -482,10 +535,11 @@ def cmd_export(args):
 def cmd_demo(args):
     from keras_deepad.export import export_saved_model
 
+    out_dir = Path(args.output_dir)
+    check_output_path(out_dir / f"{args.model}.keras", "--output-dir", ".keras")
     loaded = load_data(args.data, seed=args.seed)
     model, info = train_and_calibrate(args, loaded)
     metrics = evaluate_model(model, loaded)
-    out_dir = Path(args.output_dir)
     keras_path = save_keras_atomically(model, out_dir / f"{args.model}.keras")
     saved_model = export_saved_model(model, out_dir, args.model, version=1, overwrite=True)
     result = {
@@ -577,6 +631,11 @@ def build_parser() -> argparse.ArgumentParser:
     from keras_deepad._version import __version__
 
     parser.add_argument("--version", action="version", version=f"keras-deepad {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an error (accepted anywhere on the line)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p, data=True):
@@ -627,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--learning-rate",
-        type=float,
+        type=_positive_float,
         default=None,
         help="Adam learning rate (default: the preset's, else the detector's own default)",
     )
@@ -724,7 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=_positive_int, default=50, help="training epochs (default 50)")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="minibatch size")
-    p.add_argument("--learning-rate", type=float, default=None, help="Adam learning rate")
+    p.add_argument("--learning-rate", type=_positive_float, default=None, help="Adam learning rate")
     p.add_argument(
         "--param",
         action="append",
@@ -894,15 +953,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Python spellings in library messages, and the flags that say the same on the command line.
+_FLAG_SPELLINGS = (
+    ("pass overwrite=True", "pass --overwrite"),
+    ("overwrite=True", "--overwrite"),
+)
+
+#: Errors a user can cause and fix (bad input, paths, a diverged fit): one line, exit 2.
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, KeyError, LookupError)
+
+
+def _message(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        text = f"missing key {err.args[0]!r}"
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.strerror}: {err.filename}"
+    for python, flag in _FLAG_SPELLINGS:
+        text = text.replace(python, flag)
+    return " ".join(text.split())
+
+
 def main(argv=None) -> int:
+    """Runs one command. Exit status: 0 done, 2 a user error (one line on stderr, no
+    traceback; `--debug` shows it), 1 an internal error, 130 interrupted."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
+    if debug:
+        argv.remove("--debug")
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_tensorflow()
     try:
         args.func(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
-        print(f"keras-deepad {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"keras-deepad {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        print(f"keras-deepad {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
+    except Exception as err:  # a bug: still one line, the traceback with --debug
+        if debug:
+            raise
+        print(
+            f"keras-deepad {args.command}: internal error: {type(err).__name__}: "
+            f"{_message(err)} (run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -252,7 +252,12 @@ def train_detector(
         from keras_deepad.distribute import get_strategy
 
         strategy = get_strategy(strategy)
-    learning_rate = learning_rate or spec.fit_params.get("learning_rate")
+    if learning_rate is not None:
+        from keras_deepad.utils.validation import check_number
+
+        learning_rate = check_number("learning_rate", learning_rate, low=0.0, low_open=True)
+    else:
+        learning_rate = spec.fit_params.get("learning_rate")
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = spec.cls(**{**spec.params, "seed": seed, **(params or {})})
         model.compile(
