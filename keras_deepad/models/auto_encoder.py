@@ -210,7 +210,8 @@ class AE(ReconstructionDetector):
         normalization: see `AnomalyDetector` (default `"standard"`).
         score_method: `"mse"`, `"mae"` or `"max"` (largest absolute
             per-feature error).
-        seed: seed of the denoising noise.
+        seed: seed of the initial weights, dropout, the denoising noise and
+            the shuffle order (see `AnomalyDetector`).
 
     The defaults (standardised inputs, one hidden layer of 64, a 16-unit
     ReLU code, dropout 0.2) were chosen by the mean AUROC over the whole

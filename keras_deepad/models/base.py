@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import math
+import os
+import random
 import warnings
 from collections.abc import Iterator
 
@@ -14,6 +17,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_deepad.layers import FeatureScaler
+from keras_deepad.utils import scratch
 from keras_deepad.utils.validation import (
     check_array,
     check_dataset_spec,
@@ -193,7 +197,13 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
             adapted on the first `fit` data and live inside the model.
         score_method: the score used by `score`, `calibrate` and
             `is_anomaly` (one of the class's `score_methods`).
-        seed: seed for the detector's random draws (noise, sampling).
+        seed: seed for the detector's random draws: its initial weights and
+            dropout (see `seeded_construction`), noise and sampling, and the
+            shuffle order of `fit` on arrays. Two detectors with the same
+            seed trained on the same data end equal, whatever random draws
+            the process made before (a global seed set with
+            `keras.utils.set_random_seed` joins the shuffle's seed; `None`:
+            everything follows the global seed).
     """
 
     score_methods: tuple[str, ...] = ()
@@ -262,9 +272,30 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
             self.feature_shape = feature_shape
             if not self.scaler.built:
                 self.scaler.build((None, *feature_shape))
-            self.build_networks(feature_shape)
+            with self.seeded_construction():
+                self.build_networks(feature_shape)
         self.built = True
         self._build_optimizers()
+
+    @contextlib.contextmanager
+    def seeded_construction(self, offset: int = 0):
+        """Makes the layers created inside reproducible from the detector's `seed`.
+
+        Keras draws the seed of every initializer and dropout layer made
+        without one from Python's `random` module; while this context is open
+        that module is seeded from `seed` (and `offset`, for a second set of
+        layers), and its state is restored afterwards. With `seed=None`
+        nothing changes: the layers follow `keras.utils.set_random_seed`.
+        """
+        if self.seed is None:
+            yield
+            return
+        state = random.getstate()
+        random.seed(int(self.seed) * 1_000_003 + int(offset))
+        try:
+            yield
+        finally:
+            random.setstate(state)
 
     # ------------------------------------------------------------ optimizers
     def optimizer_variables(self):
@@ -621,7 +652,8 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         columns = (x,) if sample_weight is None else (x, np.zeros(len(x), np.int8), sample_weight)
         data = tf.data.Dataset.from_tensor_slices(columns)
         if kwargs.pop("shuffle", True):
-            data = data.shuffle(len(x), reshuffle_each_iteration=True)
+            seed = None if self.seed is None else int(self.seed)
+            data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         kwargs["shuffle"] = False  # done above; Keras would warn that it ignores it
         kwargs.pop("sample_weight", None)
         kwargs["steps_per_epoch"] = steps
@@ -857,9 +889,23 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
             )
 
     def save(self, filepath, *args, **kwargs):
-        """`keras.Model.save`, refused for a model with NaN or infinite weights."""
+        """`keras.Model.save`, refused for a model with NaN or infinite weights.
+
+        A local `.keras` file is written atomically: to a hidden
+        `.<stem>.tmp-<hex>.keras` sibling, renamed into place, and removed on
+        every failure path. Temporary files of earlier saves to the same path
+        killed more than an hour ago are removed first
+        (`keras_deepad.utils.scratch`).
+        """
         self.check_finite_weights("saving it")
-        return super().save(filepath, *args, **kwargs)
+        save = super().save
+        if not _local_keras_file(filepath, args, kwargs):
+            return save(filepath, *args, **kwargs)
+        final = scratch.as_keras_tmp(filepath)
+        if final is not None:  # already a temporary name: the caller renames it into place
+            scratch.remove_stale(final.parent, scratch.keras_tmp_pattern(final))
+            return save(filepath, *args, **kwargs)
+        scratch.write_atomically(filepath, lambda tmp: save(tmp, *args, **kwargs))
 
     def is_anomaly(self, x, batch_size=None):
         """Alias of `predict_labels`: 1 where a sample is flagged as anomalous."""
@@ -880,3 +926,18 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
             if isinstance(value, dict) and "class_name" in value:
                 config[key] = keras.saving.deserialize_keras_object(value)
         return cls(**config)
+
+
+def _local_keras_file(filepath, args, kwargs) -> bool:
+    """Whether `Model.save(filepath, *args, **kwargs)` writes a zipped `.keras` file on this
+    machine that may replace an existing one without asking."""
+    if not isinstance(filepath, str | os.PathLike):
+        return False
+    text = os.fspath(filepath)
+    if not isinstance(text, str) or not text.endswith(".keras") or "://" in text:
+        return False
+    overwrite = args[0] if len(args) > 0 else kwargs.get("overwrite", True)
+    zipped = args[1] if len(args) > 1 else kwargs.get("zipped")
+    if zipped is False:
+        return False
+    return bool(overwrite) or not os.path.exists(text)

@@ -303,7 +303,8 @@ class DeepSVDD(AnomalyDetector):
             self.scaler.adapt(x)
         # In the detector's strategy: the decoder and Adam's slots are mirrored like phi.
         with self.distribute_strategy.scope():
-            decoder = self._build_decoder()
+            with self.seeded_construction(offset=1):
+                decoder = self._build_decoder()
             inputs = keras.Input(shape=self.feature_shape)
             autoencoder = PretrainingAutoEncoder(
                 inputs, decoder(self.network(inputs)), name="pretraining"
