@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import json
 import os
-import shutil
+import re
+import sys
 import uuid
 import warnings
 from pathlib import Path
@@ -16,16 +20,32 @@ import tensorflow as tf
 from keras_deepad._version import __version__
 from keras_deepad.export.families import family_of
 from keras_deepad.models.base import SCORE_QUANTILES
+from keras_deepad.utils import scratch
 
 METADATA_FILE = "keras_deepad.json"
 
 
+#: Hidden entries of a model folder (TF Serving loads only integer names): `.reserved-<v>`
+#: (an empty folder; `os.mkdir` makes it the lock of version `v` while it is written),
+#: `.tmp-<v>-<hex>` (the export being written) and `.old-<v>-<hex>` (a replaced version
+#: being deleted). Those of a killed export are removed by the next export once stale.
+_RESERVED = ".reserved-"
+_STALE_SCRATCH = re.compile(rf"\.(?:reserved-\d+|tmp-\d+-{scratch.HEX}|old-\d+-{scratch.HEX})")
+_OLD = re.compile(rf"\.old-(\d+)-{scratch.HEX}")
+#: Versions tried in turn when concurrent exports keep taking the next one.
+_MAX_TRIES = 100
+
+
 def next_version(model_dir) -> int:
-    """1 + the largest integer version under `model_dir` (1 when there is none)."""
-    model_dir = Path(model_dir)
-    versions = (
-        [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.is_dir() else []
-    )
+    """1 + the largest integer version under `model_dir`, counting the versions that
+    concurrent exports have reserved but not finished (1 when there is none)."""
+    names = [entry.name for entry in os.scandir(model_dir)] if Path(model_dir).is_dir() else []
+    versions = [int(n) for n in names if n.isdigit()]
+    versions += [
+        int(n[len(_RESERVED) :])
+        for n in names
+        if n.startswith(_RESERVED) and n[len(_RESERVED) :].isdigit()
+    ]
     return max(versions, default=0) + 1
 
 
@@ -190,18 +210,30 @@ def export_saved_model(model, base_dir="saved_models", name=None, version=None, 
     the calibration score quantiles, the normalisation constants and the
     signatures.
 
-    The export is written to a hidden temporary folder next to its target and
-    renamed into place, so a failure never leaves a half-written version.
+    Concurrent exports to the same `name` get distinct versions: each export
+    reserves its version with `os.mkdir(".reserved-<version>")` (atomic; a
+    taken version makes an automatic one try the next), writes into a hidden
+    `.tmp-<version>-<hex>` folder next to its target and renames the complete
+    folder into place, so TF Serving never sees an empty or half-written
+    version. Scratch left by a killed export (hidden, so never loaded) is
+    removed by the next export to the same `name` once older than an hour
+    (`keras_deepad.utils.scratch.STALE_AFTER_S`); its version number is then
+    skipped.
 
     Args:
         model: a built (trained) detector.
         base_dir: the TF Serving model base path.
         name: the model name (default: the model's `name`).
         version: integer version (default: the next free one).
-        overwrite: replace an existing version.
+        overwrite: replace an existing version (atomically where the system
+            can swap two folders, Linux; otherwise by two renames).
 
     Returns:
         The `Path` of the version folder.
+
+    Raises:
+        FileExistsError: `version` exists and `overwrite` is False, or another
+            export is writing `version` right now.
     """
     if not model.built or model.feature_shape is None:
         raise ValueError("export_saved_model needs a trained model: call fit() first.")
@@ -216,15 +248,17 @@ def export_saved_model(model, base_dir="saved_models", name=None, version=None, 
     if not name or os.sep in name or name.startswith("."):
         raise ValueError(f"name must be a plain folder name. Received: name={name!r}")
     model_dir = Path(base_dir) / name
-    version = next_version(model_dir) if version is None else int(version)
-    if version < 0:
-        raise ValueError(f"version must be a non-negative integer. Received: {version}")
-    target = model_dir / str(version)
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"{target} already exists; pass overwrite=True to replace it or choose another version."
-        )
+    if version is not None:
+        version = int(version)
+        if version < 0:
+            raise ValueError(f"version must be a non-negative integer. Received: {version}")
+        if not overwrite and (model_dir / str(version)).exists():
+            raise _exists(model_dir / str(version))
     model_dir.mkdir(parents=True, exist_ok=True)
+    _clean_stale(model_dir)
+    auto_version = version is None
+    replace = overwrite and not auto_version
+    version, marker = _reserve(model_dir, version, overwrite)
     tmp = model_dir / f".tmp-{version}-{uuid.uuid4().hex}"
     try:
         head, head_missing = edge_head(model)
@@ -242,17 +276,119 @@ def export_saved_model(model, base_dir="saved_models", name=None, version=None, 
         extra.mkdir(exist_ok=True)
         info = metadata(model, head, head_missing, signatures=endpoints)
         (extra / METADATA_FILE).write_text(json.dumps(info, indent=2, default=str))
-        _replace(tmp, target)
+        target = model_dir / str(version)
+        for _ in range(_MAX_TRIES):
+            if replace and target.exists():
+                _replace(tmp, target)
+                break
+            try:
+                os.rename(tmp, target)  # fails when `target` exists and is not empty
+                break
+            except OSError:
+                if not target.exists():
+                    raise
+                if not auto_version:
+                    raise _exists(target) from None
+            # Only when a stale-scratch cleaner removed our reservation (an export
+            # running over an hour, or clocks out of step): take the next version.
+            _release(marker)
+            marker = None
+            version, marker = _reserve(model_dir, None, False)
+            target = model_dir / str(version)
+        else:  # pragma: no cover - needs _MAX_TRIES concurrent winners
+            raise RuntimeError(f"could not publish a version under {model_dir}.")
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        scratch.remove(tmp)
+        _release(marker)
     return target
 
 
+def _exists(target: Path) -> FileExistsError:
+    return FileExistsError(
+        f"{target} already exists; pass overwrite=True to replace it or choose another version."
+    )
+
+
+def _clean_stale(model_dir: Path):
+    """Removes the scratch of killed exports; a replaced version caught mid-swap is restored."""
+    for path in scratch.stale_entries(model_dir, _STALE_SCRATCH):
+        old = _OLD.fullmatch(path.name)
+        if old and not (model_dir / old[1]).exists():
+            with contextlib.suppress(OSError):
+                os.rename(path, model_dir / old[1])
+                continue
+        scratch.remove(path)
+
+
+def _reserve(model_dir: Path, version, overwrite):
+    """`(version, marker)`: `version` (or, when None, the next free one) reserved for this
+    export by creating its marker folder, which the caller removes when done."""
+    if version is not None:
+        marker = model_dir / f"{_RESERVED}{version}"
+        try:
+            os.mkdir(marker)
+        except FileExistsError:
+            raise FileExistsError(
+                f"{model_dir / str(version)} is being written by another export right now "
+                f"({marker} exists; it is removed when that export ends, or by the next "
+                "export once stale). Choose another version, or version=None for the next "
+                "free one."
+            ) from None
+        if not overwrite and (model_dir / str(version)).exists():
+            _release(marker)
+            raise _exists(model_dir / str(version))
+        return version, marker
+    for _ in range(_MAX_TRIES):
+        version = next_version(model_dir)
+        marker = model_dir / f"{_RESERVED}{version}"
+        try:
+            os.mkdir(marker)
+        except FileExistsError:  # another export took it first
+            continue
+        if not (model_dir / str(version)).exists():
+            return version, marker
+        # A concurrent export published `version` and removed its marker in between.
+        _release(marker)
+    raise RuntimeError(
+        f"could not reserve a version under {model_dir} in {_MAX_TRIES} tries: too many "
+        "concurrent exports."
+    )
+
+
+def _release(marker: Path | None):
+    if marker is None:
+        return
+    with contextlib.suppress(OSError):
+        os.rmdir(marker)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swaps two paths atomically (Linux `renameat2(RENAME_EXCHANGE)`); False where the
+    system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def _replace(src: Path, target: Path):
-    """Moves `src` to `target`; an existing target is swapped out, then deleted."""
+    """Moves `src` to `target`, replacing an existing target: swapped in one step where the
+    system can (a server never misses the version), else the old one is renamed to a hidden
+    `.old-` name first (restored if the second rename fails); the old one is then deleted."""
     if not target.exists():
         os.rename(src, target)
+        return
+    if _exchange(src, target):
+        scratch.remove(src)  # now the old version
         return
     trash = target.with_name(f".old-{target.name}-{uuid.uuid4().hex}")
     os.rename(target, trash)
@@ -261,4 +397,4 @@ def _replace(src: Path, target: Path):
     except BaseException:
         os.rename(trash, target)
         raise
-    shutil.rmtree(trash, ignore_errors=True)
+    scratch.remove(trash)

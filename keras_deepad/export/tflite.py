@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import uuid
 import warnings
 from pathlib import Path
@@ -15,13 +14,14 @@ import numpy as np
 import tensorflow as tf
 
 from keras_deepad._version import __version__
-from keras_deepad.edge import FORMAT_VERSION, metadata_path
+from keras_deepad.edge import FORMAT_VERSION, metadata_path, seal_metadata
 from keras_deepad.export.saved_model import (
     METADATA_FILE,
     SERVING_INPUT,
     export_saved_model,
 )
 from keras_deepad.models.base import SCORE_QUANTILES
+from keras_deepad.utils.scratch import scratch_dir
 from keras_deepad.utils.validation import check_array
 
 QUANTIZATIONS = ("float32", "float16", "dynamic-int8", "int8")
@@ -257,7 +257,11 @@ def export_tflite(
     on `representative_data`, see `recalibrate_threshold`), score quantiles,
     normalisation constants (and whether the host applies them),
     the signature, input/output names, dtypes and quantisation parameters,
-    the scoring recipe, quantization, versions, size and SHA-256 of the file.
+    the scoring recipe, quantization, versions, size and SHA-256 of the file,
+    and `integrity`: `{"algorithm": "sha256", "digest": ...}` over the file's
+    bytes and the rest of the metadata (`keras_deepad.edge.integrity_digest`),
+    which `keras_deepad.edge.EdgeDetector` checks, so a model is never scored
+    with another export's (or an edited) threshold or normalisation.
 
     Args:
         model_or_saved_model: a trained detector, or a SavedModel version
@@ -357,7 +361,9 @@ def export_tflite(
                     "another path."
                 )
 
-    with tempfile.TemporaryDirectory(prefix="keras_deepad_tflite_") as scratch:
+    # Scratch (the intermediate SavedModel) lives in a hidden folder next to the file, so that
+    # a killed export leaves it where the next export to `path` removes it once stale.
+    with scratch_dir(path.parent, path.name, stale_names=(meta_target.name,)) as scratch:
         if not from_dir:
             saved_model_dir = export_saved_model(model, scratch, "model", version=1)
             meta_file = saved_model_dir / "assets.extra" / METADATA_FILE
@@ -440,6 +446,8 @@ def export_tflite(
             _score_representative(
                 info, content, rows, saved_model_dir, Path(scratch), recalibrate_threshold
             )
+        # Sealed as it will read back from the file (JSON round trip), over the model's bytes.
+        info = seal_metadata(content, json.loads(json.dumps(info)))
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if not overwrite and (path.exists() or meta_target.exists()):
@@ -449,7 +457,7 @@ def export_tflite(
         tmp_meta = _write_atomically(json.dumps(info, indent=2).encode(), meta_target)
         try:
             # The model first: a crash in between leaves a new model with old metadata,
-            # which keras_deepad.edge refuses (the SHA-256 differs) instead of misreading.
+            # which keras_deepad.edge refuses (the digests differ) instead of misreading.
             os.replace(tmp_model, path)
             os.replace(tmp_meta, meta_target)
         finally:

@@ -1,0 +1,160 @@
+"""Hidden scratch files and folders next to what they become, and removal of abandoned ones.
+
+Every save and export of keras_deepad writes to a hidden entry in the
+destination folder (same file system, so the final `os.replace`/`os.rename` is
+atomic) and removes it on every failure path. A process killed by a signal
+cannot clean up, so each save or export to a path first removes the scratch
+entries of that same path last modified more than `STALE_AFTER_S` seconds
+ago (scratch is written continuously while in use, and no save or export
+takes that long). The age test assumes the clocks of the writers of a shared
+folder agree within that margin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+#: Scratch untouched for longer than this (seconds) is considered abandoned.
+STALE_AFTER_S = 3600.0
+#: The random part of every scratch name.
+HEX = "[0-9a-f]{32}"
+
+
+def unique_hex() -> str:
+    return uuid.uuid4().hex
+
+
+def stale_entries(directory, pattern, older_than=None):
+    """Entries of `directory` whose name fully matches `pattern` and that are older than
+    `older_than` seconds (default `STALE_AFTER_S`), by modification time."""
+    older_than = STALE_AFTER_S if older_than is None else float(older_than)
+    pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    now = time.time()
+    stale = []
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            modified = entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:  # removed meanwhile by another cleaner
+            continue
+        if now - modified > older_than:
+            stale.append(Path(entry.path))
+    return stale
+
+
+def remove(path):
+    """Removes a file or a folder tree; missing entries and errors are ignored."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+def remove_stale(directory, pattern, older_than=None) -> list[Path]:
+    """Removes the stale entries of `directory` matching `pattern` (see `stale_entries`)."""
+    stale = stale_entries(directory, pattern, older_than)
+    for path in stale:
+        remove(path)
+    return stale
+
+
+def hidden_pattern(name, kinds=("tmp",), suffix="") -> str:
+    """The regex of `hidden_name(name, kind, suffix)` for every kind in `kinds`."""
+    kinds = "|".join(map(re.escape, kinds))
+    return rf"\.{re.escape(name)}\.(?:{kinds})-{HEX}{re.escape(suffix)}"
+
+
+def hidden_name(name, kind="tmp", suffix="") -> str:
+    """`.<name>.<kind>-<32 hex digits><suffix>`: a unique hidden sibling of `name`."""
+    return f".{name}.{kind}-{unique_hex()}{suffix}"
+
+
+@contextlib.contextmanager
+def scratch_dir(directory, name, stale_names=()):
+    """A hidden scratch folder `<directory>/.<name>.scratch-<hex>`, removed on exit.
+
+    `directory` is created if needed (and removed again, if it was created
+    here and is still empty, when the block raises). Abandoned scratch folders
+    of the same `name`, and abandoned `.<n>.tmp-<hex>` files of `name` and of
+    each of `stale_names`, are removed first.
+    """
+    directory = Path(directory)
+    created = [p for p in (directory, *directory.parents) if not p.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    remove_stale(directory, hidden_pattern(name, ("scratch", "tmp")))
+    for other in stale_names:
+        remove_stale(directory, hidden_pattern(other))
+    path = directory / hidden_name(name, "scratch")
+    path.mkdir()
+    ok = False
+    try:
+        yield path
+        ok = True
+    finally:
+        remove(path)
+        if not ok:
+            for folder in created:  # the innermost first
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+
+
+def _fsync(path):
+    with contextlib.suppress(OSError), open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def keras_tmp_pattern(path) -> str:
+    """The names of the temporary files of a `.keras` save to `path`."""
+    path = Path(path)
+    return hidden_pattern(path.stem, suffix=".keras")
+
+
+def as_keras_tmp(path) -> Path | None:
+    """The final path when `path` is itself such a temporary name, else None."""
+    path = Path(path)
+    match = re.fullmatch(rf"\.(?P<stem>.+)\.tmp-{HEX}\.keras", path.name)
+    return path.with_name(f"{match['stem']}.keras") if match else None
+
+
+def write_atomically(path, write) -> Path:
+    """Calls `write(tmp)` for a hidden temporary sibling of `path`, then renames it to `path`.
+
+    The temporary file is removed on every failure path; stale ones of
+    earlier, killed writes to `path` are removed first. A reader of `path`
+    sees the old file or the complete new one, never a partial one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent, hidden_pattern(path.stem, suffix=path.suffix))
+    tmp = path.with_name(hidden_name(path.stem, suffix=path.suffix))
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            remove(tmp)
+    return path
+
+
+def save_keras_atomically(model, path, **kwargs) -> Path:
+    """`model.save(path)` through a temporary `.<stem>.tmp-<hex>.keras` file and a rename."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"model files must end in .keras. Received: {path}")
+    return write_atomically(path, lambda tmp: model.save(tmp, **kwargs))
