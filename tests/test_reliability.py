@@ -7,6 +7,7 @@ that names the problem.
 import math
 import random
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -139,6 +140,7 @@ def test_check_finite_false_trains_on_and_a_nan_model_cannot_be_used(tmp_path):
     history = model.fit(X * 1e3, epochs=2, batch_size=32, verbose=0, check_finite=False)
     assert not np.isfinite(history.history["loss"][-1])
     for call, what in [
+        (lambda: model.score(X), "score"),
         (lambda: model.calibrate(X), "calibrate"),
         (lambda: model.save(tmp_path / "m.keras"), "saving it"),
         (lambda: export_saved_model(model, tmp_path / "sm"), "exporting it"),
@@ -198,3 +200,54 @@ def test_the_detector_seed_alone_makes_training_reproducible(cls, kwargs):
     other = cls(seed=8, **kwargs)
     other.fit(X, epochs=2, batch_size=32, verbose=0)
     assert not np.allclose(other.score(X), first)
+
+
+def test_export_version_must_be_a_whole_number(tmp_path):
+    from keras_deepad.export import export_saved_model
+
+    model = AE(hidden_units=(8,), latent_dim=2)
+    model.fit(X, epochs=1, verbose=0)
+    model.calibrate(X)
+    for bad in (1.7, -1, "2", float("nan")):
+        with pytest.raises(ValueError, match="version"):
+            export_saved_model(model, tmp_path, "ae", version=bad)
+    assert not (tmp_path / "ae" / "1").exists()
+    assert export_saved_model(model, tmp_path, "ae", version=np.int64(3)).name == "3"
+
+
+def test_builtin_normal_class_must_be_an_integer():
+    from keras_deepad.data import load_builtin
+
+    with pytest.raises(ValueError, match=r"normal_class must be an integer.*'3'"):
+        load_builtin("digits", normal_class="3")
+    assert len(load_builtin("digits", normal_class=np.int64(3)).x_train) > 0
+
+
+def test_a_wrong_fashion_mnist_variable_is_an_error(monkeypatch, tmp_path):
+    from keras_deepad.data import load_fashion_mnist
+
+    monkeypatch.setenv("KERAS_DEEPAD_FASHION_MNIST", str(tmp_path / "nonexistent"))
+    with pytest.raises(FileNotFoundError, match="KERAS_DEEPAD_FASHION_MNIST=.*nonexistent"):
+        load_fashion_mnist(allow_download=False)
+
+
+def test_a_scale_set_by_one_extreme_row_warns():
+    x = X.copy()
+    x[0, 3] = 1e30
+    model = AE(hidden_units=(8,), latent_dim=2, normalization="minmax")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        model.fit(x, epochs=1, verbose=0)
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert any("feature(s) [3] is set by a few extreme values" in m for m in messages), messages
+
+
+def test_huge_finite_inputs_score_finite_or_are_refused():
+    model = AE(hidden_units=(8,), latent_dim=2)
+    model.fit(X, epochs=1, verbose=0)
+    huge = np.full((3, 5), 1e30, np.float32)
+    scores = model.score(np.concatenate([X[:5], huge]))
+    assert np.isfinite(scores).all()
+    assert (scores[5:] == np.finfo(np.float32).max).all() and scores[:5].max() < scores[5:].min()
+    with pytest.raises(ValueError, match=r"beyond the range of float32.*sample 1"):
+        model.score(np.concatenate([X[:1], np.full((1, 5), 1e300)]).astype(np.float64))

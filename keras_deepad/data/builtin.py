@@ -184,6 +184,13 @@ def load_builtin(name: str, seed: int = 0, normal_class: int | None = None) -> B
         )
     if name in _ONE_CLASS and normal_class is None:
         normal_class = 0
+    if normal_class is not None:
+        if isinstance(normal_class, bool) or not isinstance(normal_class, (int, np.integer)):
+            raise ValueError(
+                f"normal_class must be an integer class label of {name!r} (e.g. 3, not '3'). "
+                f"Received: normal_class={normal_class!r}"
+            )
+        normal_class = int(normal_class)
     description = BUILTIN_DATASETS[name]
 
     if name == "blobs":

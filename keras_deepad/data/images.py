@@ -139,7 +139,15 @@ def _fashion_mnist_search_dirs() -> list[Path]:
     dirs = []
     env_dir = os.environ.get(FASHION_MNIST_ENV_VAR)
     if env_dir:
-        dirs.append(Path(env_dir).expanduser())
+        # Set on purpose: a wrong value is an error, not a reason to look elsewhere.
+        env_path = Path(env_dir).expanduser()
+        if find_fashion_mnist_files(env_path) is None:
+            raise FileNotFoundError(
+                f"{FASHION_MNIST_ENV_VAR}={env_dir!r} does not name a folder holding the "
+                f"Fashion-MNIST files {sorted(FASHION_MNIST_FILES.values())} (each with or "
+                f"without '.gz'); fix it or unset it."
+            )
+        dirs.append(env_path)
     dirs.append(Path(DEBIAN_FASHION_MNIST_DIR))
     keras_home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
     dirs.append(Path(keras_home).expanduser() / "datasets" / "fashion-mnist")

@@ -21,6 +21,7 @@ from keras_deepad._version import __version__
 from keras_deepad.export.families import family_of
 from keras_deepad.models.base import SCORE_QUANTILES
 from keras_deepad.utils import scratch
+from keras_deepad.utils.validation import check_number
 
 METADATA_FILE = "keras_deepad.json"
 
@@ -249,9 +250,7 @@ def export_saved_model(model, base_dir="saved_models", name=None, version=None, 
         raise ValueError(f"name must be a plain folder name. Received: name={name!r}")
     model_dir = Path(base_dir) / name
     if version is not None:
-        version = int(version)
-        if version < 0:
-            raise ValueError(f"version must be a non-negative integer. Received: {version}")
+        version = check_number("version", version, low=0, integer=True)
         if not overwrite and (model_dir / str(version)).exists():
             raise _exists(model_dir / str(version))
     model_dir.mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -83,6 +85,8 @@ class FeatureScaler(keras.layers.Layer):
             offset, span = np.zeros_like(total), np.ones_like(total)
         # A constant feature carries no information: leave it unscaled instead of dividing by 0.
         span = np.where(span > 1e-12, span, 1.0)
+        if self.mode is not None and isinstance(data, np.ndarray):
+            _warn_dominated_span(np.asarray(data, np.float64).reshape(-1, len(span)), span)
         self.offset.assign(offset.astype("float32"))
         self.scale.assign((1.0 / span).astype("float32"))
         self.adapted.assign(1.0)
@@ -102,3 +106,31 @@ class FeatureScaler(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+#: A feature's scaling span this many times the spread of its central 98 % draws a warning.
+DOMINATED_SPAN_RATIO = 1e6
+
+
+def _warn_dominated_span(values: np.ndarray, span: np.ndarray) -> None:
+    """Warns where a few extreme rows set a feature's scale (e.g. one 1e30 among values ~1).
+
+    After scaling, every other row is then (nearly) the same number in that
+    feature, and the detector no longer sees it.
+    """
+    if len(values) < 50:
+        return
+    values = values[:: max(1, len(values) // 10_000)]  # a strided sample is enough
+    low, high = np.percentile(values, [1, 99], axis=0)
+    central = high - low
+    dominated = np.flatnonzero((central > 0) & (span > DOMINATED_SPAN_RATIO * central))
+    if dominated.size:
+        first = int(dominated[0])
+        warnings.warn(
+            f"the scaling of feature(s) {dominated.tolist()[:10]} is set by a few extreme "
+            f"values (feature {first}: scaling span {span[first]:.3g}, while 98 % of the rows "
+            f"lie within {central[first]:.3g}); after scaling the other rows are nearly "
+            "constant there. Clip or remove those values before fitting.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -29,6 +29,8 @@ from keras_deepad.utils.validation import (
 #: Quantiles of the calibration scores kept with the threshold (for monitoring and exports).
 SCORE_QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 DEFAULT_SCORE_BATCH = 1024
+#: Scores that overflow float32 are clipped to this (`score`).
+FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
 
 
 def _replicas() -> int:
@@ -736,12 +738,24 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
                 `self.score_method`).
 
         Returns:
-            A float32 numpy array of shape `(n_samples,)`.
+            A float32 numpy array of shape `(n_samples,)`. An input so far
+            outside the training data (e.g. 1e30) that the computation
+            overflows float32 scores the largest float32 (3.4e38), never
+            `inf` or NaN: it ranks above every other score. (A model with
+            NaN weights raises instead.)
         """
         self._require_built("score")
         method = self._resolve_method(method)
         fn = self._compiled(("score", method), lambda t: self.compute_scores(t, method))
-        return self._batched(x, fn, batch_size, ())
+        scores = self._batched(x, fn, batch_size, ())
+        overflowed = np.isnan(scores)
+        if overflowed.any():
+            self.check_finite_weights("score")
+            # Inputs are finite here; with every fitted value finite too (not an unset
+            # centre or radius), a NaN is an overflow inside: inf - inf, or cos(inf).
+            if self._fitted_state_is_finite():
+                scores[overflowed] = FLOAT32_MAX
+        return np.clip(scores, -FLOAT32_MAX, FLOAT32_MAX, out=scores)
 
     # ------------------------------------------------------- attribution
     def attribution_reference(self) -> float:
@@ -831,6 +845,7 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         Returns:
             The threshold (also stored in the model).
         """
+        self.check_finite_weights("calibrate")
         return self.calibrate_from_scores(
             self.score(x, batch_size=batch_size), contamination=contamination, fpr=fpr
         )
@@ -873,6 +888,15 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
                 "(values far outside the training data's range overflow a score)."
             )
         return (scores > threshold).astype(np.int64)
+
+    def _fitted_state_is_finite(self) -> bool:
+        """Whether every weight and fitted value is finite (the threshold aside)."""
+        calibration = {"threshold", "score_quantiles"}
+        return all(
+            np.isfinite(v.numpy()).all()
+            for v in self.weights
+            if v.path.rsplit("/", 1)[-1] not in calibration
+        )
 
     def check_finite_weights(self, what="this"):
         """Raises a `ValueError` naming `what` when a weight is NaN or infinite (diverged)."""

@@ -121,7 +121,19 @@ def check_array(
                 f"{name} has samples of shape {tuple(x.shape[1:])} but the model expects "
                 f"{feature_shape}."
             )
-    x = np.ascontiguousarray(x, dtype=dtype)
+    original = x
+    with np.errstate(over="ignore"):
+        x = np.ascontiguousarray(x, dtype=dtype)
+    if original is not x and not np.isfinite(x).all():
+        # NaN or inf in the input, else finite values the cast overflowed: say which.
+        check_finite(np.asarray(original), name)
+        limit = np.finfo(x.dtype).max
+        beyond = ~np.isfinite(x)
+        first_row = int(np.argwhere(beyond.reshape(len(x), -1).any(axis=1))[0, 0])
+        raise ValueError(
+            f"{name} has {int(beyond.sum())} value(s) beyond the range of {x.dtype} "
+            f"(|x| > {limit:.3g}; first in sample {first_row}); rescale or clip them."
+        )
     check_finite(x, name)
     return x
 
