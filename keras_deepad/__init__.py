@@ -30,6 +30,7 @@ _SUBMODULES = {
     "evaluation",
     "export",
     "layers",
+    "plot",
     "losses",
     "models",
     "networks",

@@ -343,7 +343,29 @@ def cmd_score(args):
             print(f"{s:.9g}" if labels is None else f"{s:.9g},{labels[i]}")
 
 
+def check_plot_dir(path) -> Path:
+    """Refuses a `--plot` folder that cannot be written (and a missing matplotlib), up front."""
+    from keras_deepad import plot
+
+    try:
+        plot.require_matplotlib()
+    except ImportError as err:
+        raise ValueError(f"--plot: {err}") from err
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--plot {path} is a file; give a folder.")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--plot {path}: {parent} is not a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--plot {path}: cannot write in {parent} (permission denied).")
+    return path
+
+
 def cmd_evaluate(args):
+    plot_dir = check_plot_dir(args.plot) if args.plot else None
     model = load_model(args.model_file)
     loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
     if loaded.y_eval is None:
@@ -353,11 +375,15 @@ def cmd_evaluate(args):
         )
     metrics = evaluate_model(model, loaded, method=args.method)
     method = args.method or model.score_method
-    _emit(
-        args,
-        {"data": args.data, "score_method": method, "metrics": metrics},
-        [f"score method: {method}", *_metric_lines(metrics)],
-    )
+    result = {"data": args.data, "score_method": method, "metrics": metrics}
+    lines = [f"score method: {method}", *_metric_lines(metrics)]
+    if plot_dir is not None:
+        from keras_deepad.plot import save_all
+
+        paths = save_all(model, loaded.x_eval, loaded.y_eval, plot_dir, method=args.method)
+        result["plots"] = [str(p) for p in paths]
+        lines += [f"wrote {p}" for p in paths]
+    _emit(args, result, lines)
 
 
 def _read_groups(path, n):
@@ -765,6 +791,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         default=None,
         help="score method to evaluate (default: the model's; threshold metrics only for it)",
+    )
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="DIR",
+        help="also write PNG figures here (score histogram, ROC and PR curves, feature errors, "
+        "reconstructions, latent codes: those that apply; keras_deepad.plot.save_all). "
+        'Needs matplotlib: pip install "keras-deepad[plot]"',
     )
     p.set_defaults(func=cmd_evaluate)
 

@@ -119,3 +119,31 @@ def check_bad_input(model, x):
 
 def auroc(model, x, y, method=None):
     return roc_auc_score(y, model.score(x, method=method))
+
+
+def check_scoring_model(model, x, tmp_path):
+    """`scoring_model()` is a functional Keras model x -> score that embeds, saves and exports."""
+    import keras
+
+    reference = model.score(x)
+    atol = 1e-6 * max(1.0, float(np.abs(reference).max()))
+    scorer = model.scoring_model()
+    np.testing.assert_allclose(scorer.predict(x, verbose=0), reference, rtol=1e-5, atol=atol)
+    # Embedded in a larger functional model, next to another output.
+    inputs = keras.Input(shape=x.shape[1:])
+    outer = keras.Model(inputs, {"score": scorer(inputs), "mean": keras.ops.mean(inputs, axis=1)})
+    np.testing.assert_allclose(outer(x)["score"], reference, rtol=1e-5, atol=atol)
+    model.calibrate(x, contamination=0.1)
+    labelled = model.scoring_model(with_label=True)
+    outputs = labelled.predict(x, verbose=0)
+    np.testing.assert_array_equal(outputs["is_anomaly"].astype(int), model.is_anomaly(x))
+    labelled.save(tmp_path / "scorer.keras")
+    loaded = keras.models.load_model(tmp_path / "scorer.keras")
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0)["score"], reference, rtol=1e-5, atol=atol
+    )
+    labelled.export(tmp_path / "scorer", verbose=False)
+    restored = tf.saved_model.load(str(tmp_path / "scorer"))  # kept: it owns the variables
+    served = restored.serve(tf.constant(x))
+    np.testing.assert_allclose(served["score"], reference, rtol=1e-5, atol=atol)
+    np.testing.assert_array_equal(np.asarray(served["is_anomaly"]).astype(int), model.is_anomaly(x))

@@ -2,5 +2,6 @@
 
 from keras_deepad.layers.reparameterization import Reparameterization
 from keras_deepad.layers.scaling import FeatureScaler
+from keras_deepad.layers.scoring import AnomalyScore
 
-__all__ = ["FeatureScaler", "Reparameterization"]
+__all__ = ["AnomalyScore", "FeatureScaler", "Reparameterization"]

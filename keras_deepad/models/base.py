@@ -757,6 +757,32 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
                 scores[overflowed] = FLOAT32_MAX
         return np.clip(scores, -FLOAT32_MAX, FLOAT32_MAX, out=scores)
 
+    def scoring_model(self, method=None, with_label=False) -> keras.Model:
+        """A functional `keras.Model` from samples to anomaly scores.
+
+        `model(x)` equals `self.score(x)` (without `score`'s input checks and
+        overflow clipping); the model embeds in larger functional models,
+        saves to `.keras` and exports with `model.export(path)` like any
+        Keras model, carrying this detector's weights and fitted state (a
+        `keras_deepad.layers.AnomalyScore` layer wraps it; import
+        `keras_deepad` before loading). `predict` on the detector itself
+        returns what its `call` does (a reconstruction, an embedding);
+        `scoring_model().predict(x)` returns scores.
+
+        Args:
+            method: the score method (default: `self.score_method`).
+            with_label: outputs `{"score": ..., "is_anomaly": ...}` (0/1 by the
+                calibrated threshold) instead of the score alone.
+        """
+        from keras_deepad.layers.scoring import AnomalyScore
+
+        self._require_built("scoring_model")
+        if with_label and self.threshold is None:
+            raise ValueError("scoring_model(with_label=True) needs a threshold: call calibrate().")
+        inputs = keras.Input(shape=self.feature_shape, name="x")
+        layer = AnomalyScore(self, method=method, with_label=with_label, name=f"{self.name}_score")
+        return keras.Model(inputs, layer(inputs), name=f"{self.name}_scoring")
+
     # ------------------------------------------------------- attribution
     def attribution_reference(self) -> float:
         """The normalised input that `feature_scores` measures each feature from.

@@ -129,6 +129,16 @@ def test_save_load(trained, blobs, tmp_path):
     contract.check_save_load(trained, blobs.x_test, tmp_path)
 
 
+def test_scoring_model(trained, blobs, tmp_path):
+    contract.check_scoring_model(trained, blobs.x_test, tmp_path)
+    _reset(trained)
+
+
+def test_scoring_model_with_labels_needs_a_threshold(trained):
+    with pytest.raises(ValueError, match="calibrate"):
+        _reset(trained).scoring_model(with_label=True)
+
+
 def test_config_round_trip(trained):
     contract.check_config_round_trip(trained)
 
