@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -241,6 +242,113 @@ def _metric_lines(metrics):
     return [f"  {k:>16}: {metrics[k]:.4f}" for k in keys if k in metrics]
 
 
+#: scikit-learn baselines of `compare`: name -> description.
+BASELINES = {
+    "iforest": "scikit-learn IsolationForest (defaults)",
+    "lof": "scikit-learn LocalOutlierFactor (novelty=True, defaults)",
+    "ocsvm": "scikit-learn OneClassSVM (rbf, defaults)",
+}
+
+
+def _baseline_scores(name, x_train, x_eval, seed):
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+    from sklearn.svm import OneClassSVM
+
+    flat_train, flat_eval = x_train.reshape(len(x_train), -1), x_eval.reshape(len(x_eval), -1)
+    model = {
+        "iforest": lambda: IsolationForest(random_state=seed),
+        "lof": lambda: LocalOutlierFactor(novelty=True),
+        "ocsvm": lambda: OneClassSVM(),
+    }[name]()
+    model.fit(flat_train)
+    return -model.score_samples(flat_eval)  # higher = more anomalous, as ours
+
+
+def cmd_compare(args):
+    import numpy as np
+
+    from keras_deepad.evaluation import evaluate_scores
+    from keras_deepad.registry import list_detectors
+
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    known = set(list_detectors()) | set(BASELINES)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ValueError(
+            f"--models: unknown {', '.join(unknown) or '(empty list)'}; choose from "
+            f"{', '.join(sorted(known))}."
+        )
+    plot_dir = check_plot_dir(args.plot) if args.plot else None
+    loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
+    if loaded.y_eval is None:
+        raise ValueError(
+            "compare needs labels: use a built-in data set, a CSV with --label-column, "
+            "or an .npz with 'y'."
+        )
+    rows, all_scores = [], {}
+    for name in names:
+        start = time.perf_counter()
+        if name in BASELINES:
+            scores = _baseline_scores(name, loaded.x_train, loaded.x_eval, args.seed)
+        else:
+            from keras_deepad.registry import train_detector
+
+            model, _ = train_detector(
+                name,
+                loaded.x_train,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                verbose=0,
+            )
+            scores = model.score(loaded.x_eval)
+        seconds = time.perf_counter() - start
+        metrics = evaluate_scores(loaded.y_eval, np.asarray(scores, np.float64))
+        all_scores[name] = scores
+        rows.append(
+            {
+                "model": name,
+                "auroc": metrics["auroc"],
+                "auprc": metrics["auprc"],
+                "seconds": round(seconds, 3),
+            }
+        )
+        if not args.json:
+            print(f"  {name}: AUROC {metrics['auroc']:.4f} ({seconds:.1f} s)", file=sys.stderr)
+    result = {"data": args.data, "epochs": args.epochs, "seed": args.seed, "results": rows}
+    width = max(len(r["model"]) for r in rows)
+    lines = [
+        f"{loaded.description.rstrip('.')}; {args.epochs} epochs, seed {args.seed}",
+        f"{'model':<{width}}  {'AUROC':>7}  {'AUPRC':>7}  {'seconds':>8}",
+        *(
+            f"{r['model']:<{width}}  {r['auroc']:>7.4f}  {r['auprc']:>7.4f}  {r['seconds']:>8.1f}"
+            for r in sorted(rows, key=lambda r: -r["auroc"])
+        ),
+    ]
+    if plot_dir is not None:
+        from keras_deepad import plot
+        from keras_deepad.utils.scratch import write_atomically
+
+        figures = {}
+        for kind, draw in (("roc", plot.roc_curve), ("pr", plot.precision_recall_curve)):
+            figure = None
+            for name, scores in all_scores.items():
+                figure = draw(
+                    loaded.y_eval, scores, ax=None if figure is None else figure.axes[0], name=name
+                )
+            figures[kind] = figure
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for kind, figure in figures.items():
+            path = plot_dir / f"compare-{kind}.png"
+            write_atomically(path, lambda tmp, f=figure: f.savefig(tmp, format="png", dpi=100))
+            paths.append(path)
+        result["plots"] = [str(p) for p in paths]
+        lines += [f"wrote {p}" for p in paths]
+    _emit(args, result, lines)
+
+
 def cmd_models(args):
     from keras_deepad.registry import list_detectors
 
@@ -308,7 +416,10 @@ def cmd_score(args):
     model = load_model(args.model_file)
     loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
     x = _eval_input(loaded)
+    _status(args, f"scoring {len(x):,} rows of {loaded.description.rstrip('.')} ...")
+    start = time.perf_counter()
     scores = model.score(x, batch_size=args.batch_size, method=args.method)
+    _status(args, f"scored {len(x):,} rows in {time.perf_counter() - start:.2f} s")
     threshold = model.threshold
     labels = None if threshold is None else (scores > threshold).astype(int)
     if args.output:
@@ -499,6 +610,37 @@ def _representative_data(args):
     return loaded.x_train
 
 
+@contextlib.contextmanager
+def _quiet_native_output(enabled: bool):
+    """Sends what native code (the TFLite converter, TensorFlow's C++ logs) writes to the
+    process's stdout and stderr to /dev/null while open; Python's own streams are flushed
+    first and restored after, so errors raised inside still print normally."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+def _status(args, message: str):
+    """A progress line on stderr (not with --json), so stdout stays the result."""
+    if not getattr(args, "json", False):
+        print(message, file=sys.stderr, flush=True)
+
+
 def cmd_export(args):
     from keras_deepad.export import export_saved_model, export_tflite
 
@@ -509,6 +651,7 @@ def cmd_export(args):
             raise ValueError(
                 "--quantization, --representative-data and --output need --format tflite."
             )
+        _status(args, f"exporting {source} as a SavedModel ...")
         target = export_saved_model(
             load_model(args.model_file),
             args.base_dir,
@@ -526,14 +669,17 @@ def cmd_export(args):
         )
     model = source if source.is_dir() else load_model(args.model_file)
     path = args.output or Path(args.base_dir) / f"{name}-{quantization}.tflite"
-    artifact = export_tflite(
-        model,
-        path,
-        quantization=quantization,
-        representative_data=_representative_data(args),
-        scoring=args.scoring,
-        overwrite=args.overwrite,
-    )
+    representative = _representative_data(args)
+    _status(args, f"converting {source} to TFLite ({quantization}) ...")
+    with _quiet_native_output(not args.verbose):
+        artifact = export_tflite(
+            model,
+            path,
+            quantization=quantization,
+            representative_data=representative,
+            scoring=args.scoring,
+            overwrite=args.overwrite,
+        )
     result = {
         "format": "tflite",
         "path": str(artifact.path),
@@ -648,6 +794,15 @@ def cmd_beam_score(args):
 
 
 # ------------------------------------------------------------------- parser
+def _detector_names() -> list[str]:
+    from keras_deepad.registry import list_detectors
+
+    return sorted(list_detectors())
+
+
+DETECTOR_NAMES = _detector_names()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-deepad",
@@ -695,7 +850,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def training(p):
         p.add_argument(
-            "--model", default="ae", help="detector name (see `keras-deepad models`; default ae)"
+            "--model",
+            default="ae",
+            choices=DETECTOR_NAMES,
+            metavar="MODEL",
+            help="detector preset (default ae): " + ", ".join(DETECTOR_NAMES),
         )
         p.add_argument(
             "--epochs", type=_positive_int, default=100, help="training epochs (default 100)"
@@ -898,11 +1057,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="tflite: the .tflite path (default <base-dir>/<name>-<quantization>.tflite)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing version or file")
+    p.add_argument(
+        "--verbose", action="store_true", help="show the TFLite converter's own log output"
+    )
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "compare",
+        help="train several detectors and baselines on one data set and print one table",
+        description="Train each of --models on the training data (presets with their defaults, "
+        "or scikit-learn baselines: "
+        + ", ".join(f"{k} = {v}" for k, v in BASELINES.items())
+        + ") and rank them by AUROC on the labelled evaluation data.",
+    )
+    common(p)
+    p.add_argument(
+        "--models",
+        default="ae,vae,deep-svdd,ocnn,iforest",
+        help="comma-separated presets (`keras-deepad models`) and baselines (iforest, lof, "
+        "ocsvm); default ae,vae,deep-svdd,ocnn,iforest",
+    )
+    p.add_argument("--epochs", type=_positive_int, default=50, help="training epochs (default 50)")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=None, help="minibatch (default: each preset's)"
+    )
+    p.add_argument("--plot", default=None, metavar="DIR", help="write ROC and PR curves here")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="train on a built-in data set, evaluate, save and export")
     common(p, data=False)
-    p.add_argument("--model", default="ae", help="detector name (default ae)")
+    p.add_argument(
+        "--model",
+        default="ae",
+        choices=DETECTOR_NAMES,
+        metavar="MODEL",
+        help="detector preset (default ae; see `keras-deepad models`)",
+    )
     p.add_argument(
         "--data", default="breast_cancer", help="built-in data set (default breast_cancer)"
     )
@@ -984,7 +1174,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="Beam pipeline options for the runner, after `--`",
     )
     p.set_defaults(func=cmd_beam_score)
+    for name, sub_parser in sub.choices.items():
+        if name in EXAMPLES:
+            sub_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+            sub_parser.epilog = "examples:\n" + "\n".join(
+                f"  keras-deepad {name} {line}".rstrip() for line in EXAMPLES[name]
+            )
     return parser
+
+
+#: Examples shown by each subcommand's --help.
+EXAMPLES = {
+    "train": [
+        "--model ae --data breast_cancer --epochs 50 --output saved_models/ae.keras",
+        "--model vae --data my.csv --label-column is_fraud --fpr 0.01 --param latent_dim=4",
+        "--model deep-svdd --data digits:3 --knee-stopping --score-method latent",
+    ],
+    "score": [
+        "--model-file saved_models/ae.keras --data new.csv --output scores.csv",
+        "--model-file saved_models/ae.keras --data new.npy --method max --json",
+    ],
+    "evaluate": [
+        "--model-file saved_models/ae.keras --data breast_cancer",
+        "--model-file saved_models/vae.keras --data my.csv --label-column y --plot plots/",
+    ],
+    "compare": [
+        "--data breast_cancer",
+        "--data my.csv --label-column y --models ae,vae,iforest,lof --epochs 30 --plot plots/",
+    ],
+    "group": ["--model vae --data inputs.csv --references 20 --top 10"],
+    "export": [
+        "--model-file saved_models/ae.keras --base-dir saved_models",
+        "--model-file saved_models/ae.keras --format tflite --quantization int8 "
+        "--representative-data breast_cancer",
+    ],
+    "demo": ["", "--model vae --data digits"],
+    "beam-score": [
+        "--model-dir saved_models/ae --input 'rows/part-*.csv' --output scores/ae",
+    ],
+}
 
 
 # Python spellings in library messages, and the flags that say the same on the command line.
@@ -1028,7 +1256,12 @@ def main(argv=None) -> int:
     except USER_ERRORS as err:
         if debug:
             raise
-        print(f"keras-deepad {args.command}: error: {_message(err)}", file=sys.stderr)
+        message = _message(err)
+        if "features per sample but the model expects" in message and (
+            getattr(args, "label_column", "") is None
+        ):
+            message += " If one column of the file is a 0/1 label, name it with --label-column."
+        print(f"keras-deepad {args.command}: error: {message}", file=sys.stderr)
         return 2
     except Exception as err:  # a bug: still one line, the traceback with --debug
         if debug:

@@ -258,9 +258,13 @@ def roc_curve(y, scores, ax=None, name="detector"):
 
     y, scores = _binary_labels(y, scores)
     fig, ax = _single_axes(ax, figsize=(5.2, 5.0))
+    # One chance line per axes: several curves can share it (`ax=` of an earlier call).
+    chance = not any(line.get_gid() == "chance" for line in ax.get_lines())
     display = RocCurveDisplay.from_predictions(
-        y, scores, pos_label=1, name=name, ax=ax, plot_chance_level=True
+        y, scores, pos_label=1, name=name, ax=ax, plot_chance_level=chance
     )
+    if chance:
+        display.chance_level_.set_gid("chance")
     auroc = roc_auc_score(y, scores)
     display.line_.set_label(f"{name} (AUROC = {auroc:.4f})")
     display.line_.set_gid("roc")
@@ -280,9 +284,13 @@ def precision_recall_curve(y, scores, ax=None, name="detector"):
 
     y, scores = _binary_labels(y, scores)
     fig, ax = _single_axes(ax, figsize=(5.2, 5.0))
+    # One chance line per axes: several curves can share it (`ax=` of an earlier call).
+    chance = not any(line.get_gid() == "chance" for line in ax.get_lines())
     display = PrecisionRecallDisplay.from_predictions(
-        y, scores, pos_label=1, name=name, ax=ax, plot_chance_level=True
+        y, scores, pos_label=1, name=name, ax=ax, plot_chance_level=chance
     )
+    if chance:
+        display.chance_level_.set_gid("chance")
     ap = average_precision_score(y, scores)
     display.line_.set_label(f"{name} (AP = {ap:.4f})")
     display.line_.set_gid("precision_recall")

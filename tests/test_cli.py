@@ -48,7 +48,9 @@ def test_the_module_runs_as_a_command(tmp_path):
         text=True,
         timeout=300,
     )
-    assert bad.returncode == 2 and "unknown detector 'nope'" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and "invalid choice: 'nope' (choose from 'aae'" in bad.stderr, (
+        bad.stderr
+    )
 
 
 def test_train_score_evaluate_export(run, tmp_path):
@@ -183,7 +185,7 @@ def test_help_and_errors(run, tmp_path):
     models = json.loads(run("models", "--json", cwd=tmp_path).stdout)
     assert {"ae", "vae", "ae-borghesi", "ae-seed"} <= set(models)
     bad = run("train", "--model", "nope", "--data", "blobs", cwd=tmp_path, check=False)
-    assert bad.returncode == 2 and "unknown detector 'nope'" in bad.stderr
+    assert bad.returncode == 2 and "invalid choice: 'nope' (choose from 'aae'" in bad.stderr
     bad = run("train", "--data", "missing.csv", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 

@@ -271,6 +271,12 @@ class DeepSVDD(AnomalyDetector):
         object.__setattr__(self, "_train_x", x)
         if not self.center_initialized:
             if self.pretrain_epochs > 0:
+                if verbose != 0:  # Keras shows the two fits' epochs one after the other
+                    print(
+                        f"{type(self).__name__}: pretraining the autoencoder "
+                        f"({self.pretrain_epochs} epochs), then training the hypersphere",
+                        flush=True,
+                    )
                 self.pretrain(
                     x,
                     epochs=self.pretrain_epochs,
