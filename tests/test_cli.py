@@ -48,9 +48,8 @@ def test_the_module_runs_as_a_command(tmp_path):
         text=True,
         timeout=300,
     )
-    assert bad.returncode == 2 and "invalid choice: 'nope' (choose from 'aae'" in bad.stderr, (
-        bad.stderr
-    )
+    assert bad.returncode == 2, bad.stderr
+    assert "invalid choice: 'nope' (choose from 'aae'" in bad.stderr, bad.stderr
 
 
 def test_train_score_evaluate_export(run, tmp_path):
