@@ -557,6 +557,7 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
             initial_epoch=kwargs.get("initial_epoch", 0),
         )
         epochs, batch_size = checked["epochs"], checked["batch_size"]
+        _check_callbacks(kwargs.get("callbacks"))
         adapt_steps = kwargs.pop("adapt_steps", None)
         check_finite = kwargs.pop("check_finite", True)
         x, state_x, feature_shape = self._training_inputs(
@@ -976,6 +977,20 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
             if isinstance(value, dict) and "class_name" in value:
                 config[key] = keras.saving.deserialize_keras_object(value)
         return cls(**config)
+
+
+def _check_callbacks(callbacks):
+    """Refuses, before any work, a callback whose optional package is missing."""
+    import importlib.util
+
+    for callback in callbacks or ():
+        if isinstance(callback, keras.callbacks.TensorBoard) and (
+            importlib.util.find_spec("tensorboard") is None
+        ):
+            raise ImportError(
+                "keras.callbacks.TensorBoard needs the tensorboard package, which "
+                'tensorflow-cpu does not install: pip install "keras-deepad[tensorboard]".'
+            )
 
 
 def _local_keras_file(filepath, args, kwargs) -> bool:

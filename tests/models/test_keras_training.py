@@ -419,3 +419,27 @@ def test_jit_compiled_training(name):
     assert np.isfinite(losses).all()
     assert losses[-1] < losses[0]
     assert np.isfinite(model.score(x)).all()
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_tensorboard_callback_writes_event_files(name, tmp_path):
+    x = _low_rank(128)
+    model = FACTORIES[name]()
+    callback = keras.callbacks.TensorBoard(str(tmp_path), histogram_freq=1)
+    history = model.fit(x, epochs=2, batch_size=64, verbose=0, callbacks=[callback])
+    events = list((tmp_path / "train").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    assert len(history.history["loss"]) == 2
+
+
+def test_tensorboard_without_its_package_is_a_clear_error(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "tensorboard" else real(n, *a)
+    )
+    model = FACTORIES["ae"]()
+    with pytest.raises(ImportError, match=r"keras-deepad\[tensorboard\]"):
+        model.fit(_low_rank(64), epochs=1, callbacks=[keras.callbacks.TensorBoard(str(tmp_path))])
+    assert not model.built
