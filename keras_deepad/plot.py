@@ -249,6 +249,24 @@ def score_histogram(
     return fig
 
 
+def _curve(display_cls, metric, metric_name, gid, title, legend_loc, y, scores, ax, name):
+    """One curve by a scikit-learn display, `metric` in its legend; one chance line per axes,
+    so several curves can share it (`ax=` of an earlier call)."""
+    y, scores = _binary_labels(y, scores)
+    fig, ax = _single_axes(ax, figsize=(5.2, 5.0))
+    chance = not any(line.get_gid() == "chance" for line in ax.get_lines())
+    display = display_cls.from_predictions(
+        y, scores, pos_label=1, name=name, ax=ax, plot_chance_level=chance
+    )
+    if chance:
+        display.chance_level_.set_gid("chance")
+    display.line_.set_label(f"{name} ({metric_name} = {metric(y, scores):.4f})")
+    display.line_.set_gid(gid)
+    ax.legend(loc=legend_loc)
+    ax.set_title(title)
+    return fig
+
+
 def roc_curve(y, scores, ax=None, name="detector"):
     """ROC curve by scikit-learn's `RocCurveDisplay.from_predictions`, AUROC in the legend.
 
@@ -256,21 +274,18 @@ def roc_curve(y, scores, ax=None, name="detector"):
     """
     from sklearn.metrics import RocCurveDisplay, roc_auc_score
 
-    y, scores = _binary_labels(y, scores)
-    fig, ax = _single_axes(ax, figsize=(5.2, 5.0))
-    # One chance line per axes: several curves can share it (`ax=` of an earlier call).
-    chance = not any(line.get_gid() == "chance" for line in ax.get_lines())
-    display = RocCurveDisplay.from_predictions(
-        y, scores, pos_label=1, name=name, ax=ax, plot_chance_level=chance
+    return _curve(
+        RocCurveDisplay,
+        roc_auc_score,
+        "AUROC",
+        "roc",
+        "ROC curve",
+        "lower right",
+        y,
+        scores,
+        ax,
+        name,
     )
-    if chance:
-        display.chance_level_.set_gid("chance")
-    auroc = roc_auc_score(y, scores)
-    display.line_.set_label(f"{name} (AUROC = {auroc:.4f})")
-    display.line_.set_gid("roc")
-    ax.legend(loc="lower right")
-    ax.set_title("ROC curve")
-    return fig
 
 
 def precision_recall_curve(y, scores, ax=None, name="detector"):
@@ -282,21 +297,18 @@ def precision_recall_curve(y, scores, ax=None, name="detector"):
     """
     from sklearn.metrics import PrecisionRecallDisplay, average_precision_score
 
-    y, scores = _binary_labels(y, scores)
-    fig, ax = _single_axes(ax, figsize=(5.2, 5.0))
-    # One chance line per axes: several curves can share it (`ax=` of an earlier call).
-    chance = not any(line.get_gid() == "chance" for line in ax.get_lines())
-    display = PrecisionRecallDisplay.from_predictions(
-        y, scores, pos_label=1, name=name, ax=ax, plot_chance_level=chance
+    return _curve(
+        PrecisionRecallDisplay,
+        average_precision_score,
+        "AP",
+        "precision_recall",
+        "Precision-recall curve",
+        "upper right",
+        y,
+        scores,
+        ax,
+        name,
     )
-    if chance:
-        display.chance_level_.set_gid("chance")
-    ap = average_precision_score(y, scores)
-    display.line_.set_label(f"{name} (AP = {ap:.4f})")
-    display.line_.set_gid("precision_recall")
-    ax.legend(loc="upper right")
-    ax.set_title("Precision-recall curve")
-    return fig
 
 
 # ------------------------------------------------------------ features
