@@ -164,9 +164,7 @@ class PyODDetector(BaseEstimator):
     `check_methods_subset_invariance` and
     `check_methods_sample_order_invariance` fail too: its float32
     reductions round differently (~5e-7) as the batch's size changes,
-    beyond those checks' 1e-7 / 1e-9 tolerances. (For every detector a
-    lone row is scored with a copy of itself, as TensorFlow's one-row
-    kernels round differently from the batched ones.)
+    beyond those checks' 1e-7 / 1e-9 tolerances.
 
     Args:
         detector: a registered detector name (see `keras-deepad models`).
@@ -379,14 +377,6 @@ class PyODDetector(BaseEstimator):
 
     # --------------------------------------------------------------- scoring
     def _scores(self, X, batch_size=None) -> np.ndarray:
-        from keras_deepad.models.base import DEFAULT_SCORE_BATCH
-
-        size = DEFAULT_SCORE_BATCH if batch_size is None else batch_size
-        if isinstance(size, int | np.integer) and size > 1 and len(X) % size == 1:
-            # A batch of one row would go through TensorFlow's matrix-vector kernels, which
-            # round differently (~1e-7) from the matrix-matrix ones every other batch takes:
-            # scored with a copy of itself, a row scores the same alone as among others.
-            return self._scores(np.concatenate([X, X[-1:]]), batch_size)[:-1]
         return self.detector_.score(X, batch_size=batch_size).astype(np.float64)
 
     def decision_function(self, X, batch_size=None):

@@ -724,7 +724,14 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         array = check_array(x, self.feature_shape, name=name)
         out = np.empty((len(array), *out_shape), dtype=np.float32)
         for start in range(0, len(array), batch_size):
-            out[start : start + batch_size] = fn(array[start : start + batch_size])
+            chunk = array[start : start + batch_size]
+            if len(chunk) == 1:
+                # One row would take TensorFlow's matrix-vector kernels, which round
+                # differently (~1e-7) from the matrix-matrix ones of every other batch:
+                # with a copy of itself, a row scores the same alone as among others.
+                out[start] = np.asarray(fn(np.concatenate([chunk, chunk])))[0]
+            else:
+                out[start : start + batch_size] = fn(chunk)
         return out
 
     def score(self, x, batch_size=None, method=None):
