@@ -34,7 +34,7 @@ fashion-mnist:
 	fi
 
 test: $(STAMP) fashion-mnist
-	$(BIN)/ruff check keras_deepad tests scripts
+	$(BIN)/ruff check keras_deepad tests scripts examples
 	TF_ENABLE_ONEDNN_OPTS=0 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-all: $(STAMP) fashion-mnist
@@ -52,7 +52,7 @@ suite: bench fashion-mnist
 	TF_ENABLE_ONEDNN_OPTS=0 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/suite.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check keras_deepad tests scripts benchmarks
+	$(BIN)/ruff check keras_deepad tests scripts benchmarks examples
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
