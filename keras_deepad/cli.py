@@ -134,14 +134,20 @@ def check_output_path(path, flag: str, suffix: str | None = None) -> Path:
         raise ValueError(f"{flag} must end in {suffix}. Received: {path}")
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a folder; give a file name.")
-    parent = path.parent
+    _check_creatable(path.parent, f"{flag} {path}")
+    return path
+
+
+def _check_creatable(folder: Path, what: str):
+    """Refuses a folder that neither exists nor can be created: its nearest existing
+    ancestor must be a writable folder."""
+    parent = folder
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise ValueError(f"{flag} {path}: {parent} is not a folder.")
+        raise ValueError(f"{what}: {parent} is not a folder.")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: cannot write in {parent} (permission denied).")
-    return path
+        raise ValueError(f"{what}: cannot write in {parent} (permission denied).")
 
 
 def load_model(path):
@@ -465,13 +471,7 @@ def check_plot_dir(path) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"--plot {path} is a file; give a folder.")
-    parent = path
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"--plot {path}: {parent} is not a folder.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"--plot {path}: cannot write in {parent} (permission denied).")
+    _check_creatable(path, f"--plot {path}")
     return path
 
 
