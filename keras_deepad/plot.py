@@ -829,3 +829,58 @@ def save_all(model, x, y, directory, history=None, method=None, feature_names=No
         write_atomically(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=dpi))
         paths.append(path)
     return paths
+
+
+def network_graph(model, to_file=None, show_shapes=True, expand_nested=True, rankdir="TB", dpi=96):
+    """The detector's inner networks as a Graphviz graph (`keras.utils.model_to_dot`).
+
+    `keras.utils.plot_model(detector)` draws a subclassed model as one box;
+    this draws `model.network_graph()` instead: the scaler, encoder,
+    sampler, decoder, discriminator (or Deep SVDD's network, OC-NN's
+    features, an ensemble's members) each as a nested graph with its layers
+    and shapes.
+
+    Needs `pydot` (in the `plot` extra) for the graph and Graphviz's `dot`
+    program (a system package, e.g. `apt install graphviz`) to write an
+    image.
+
+    Args:
+        model: a trained (built) detector.
+        to_file: optional path of an image to write (`.png`, `.svg`, `.pdf`,
+            ...; the format follows the suffix), written atomically.
+        show_shapes, expand_nested, rankdir, dpi: as `keras.utils.plot_model`.
+
+    Returns:
+        The `pydot.Dot` graph (`graph.to_string()` is its DOT source).
+    """
+    import keras
+
+    try:
+        import pydot  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            'plot.network_graph needs pydot: pip install "keras-deepad[plot]" '
+            '(or pip install "pydot>=3,<5").'
+        ) from err
+    _require_trained(model, "network_graph")
+    graph = keras.utils.model_to_dot(
+        model.network_graph(),
+        show_shapes=show_shapes,
+        expand_nested=expand_nested,
+        rankdir=rankdir,
+        dpi=dpi,
+    )
+    if to_file is not None:
+        from keras_deepad.utils.scratch import write_atomically
+
+        path = Path(to_file)
+        image_format = path.suffix.lstrip(".").lower() or "png"
+        try:
+            write_atomically(path, lambda tmp: graph.write(str(tmp), format=image_format))
+        except FileNotFoundError as err:  # pydot did not find Graphviz's `dot`
+            raise ImportError(
+                f"writing {path} needs Graphviz's dot program (a system package, e.g. "
+                "`apt install graphviz`); the graph itself is returned without it: "
+                "plot.network_graph(model).to_string() is its DOT source."
+            ) from err
+    return graph

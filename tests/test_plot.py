@@ -1,6 +1,7 @@
 """`keras_deepad.plot`: every figure renders to a PNG, draws what it says, and refuses misuse."""
 
 import json
+import shutil
 import sys
 from types import SimpleNamespace
 
@@ -274,3 +275,27 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch, capsys, tmp_path):
     code = main(["evaluate", "--model-file", "m.keras", "--data", "blobs", "--plot", str(tmp_path)])
     assert code == 2
     assert 'pip install "keras-deepad[plot]"' in capsys.readouterr().err
+
+
+def test_network_graph_draws_the_inner_networks_nested(aae, tmp_path, monkeypatch):
+    aae = aae.model
+    graph = plot.network_graph(aae)
+    dot = graph.to_string()
+    for network in ("encoder", "decoder", "discriminator"):
+        assert f"cluster_{network}" in dot
+        # Each nested network lists its own layers with their shapes.
+        for layer in aae.get_layer(network).layers:
+            assert f"<b>{layer.name}</b>" in dot
+    if shutil.which("dot") is not None:
+        path = plot.network_graph(aae, tmp_path / "aae.png")
+        assert_png(path)
+    # Without Graphviz's dot the graph is still returned; writing an image says what is missing.
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ImportError, match="Graphviz's dot program"):
+        plot.network_graph(aae, tmp_path / "aae.png")
+    assert not list(tmp_path.glob("*aae*"))  # nothing half-written
+
+
+def test_network_graph_needs_a_trained_detector():
+    with pytest.raises(ValueError, match="call fit"):
+        plot.network_graph(AE())

@@ -164,6 +164,10 @@ class ReconstructionDetector(AnomalyDetector):
         fn = self._compiled(("feature_scores",), self.compute_feature_scores)
         return self._batched(x, fn, batch_size, self.feature_shape)
 
+    def network_graph_outputs(self, x):
+        """The reconstruction (normalised units) of the encoder and decoder."""
+        return {"reconstruction": self.reconstruct_normalised(self.scaler(x))}
+
     def reconstruct(self, x, batch_size=None):
         """Reconstructions of `x` in input units, same shape as `x`."""
         self._require_built("reconstruct")

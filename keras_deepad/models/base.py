@@ -791,6 +791,35 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         layer = AnomalyScore(self, method=method, with_label=with_label, name=f"{self.name}_score")
         return keras.Model(inputs, layer(inputs), name=f"{self.name}_scoring")
 
+    def network_graph(self) -> keras.Model:
+        """The detector's inner networks wired as in training, as a functional `keras.Model`.
+
+        A detector is a subclassed model, so `keras.utils.plot_model(detector)`
+        draws one box; this view calls the detector's own networks (the
+        same layers and weights, nothing copied) on a symbolic input, so
+        Keras' tools show each network as a nested graph with its shapes:
+
+            keras.utils.plot_model(detector.network_graph(), expand_nested=True, show_shapes=True)
+            detector.network_graph().summary(expand_nested=True)
+
+        Its outputs are named after what they are (`"reconstruction"`,
+        `"embedding"`, `"discriminator"`, ...; see each family's
+        `network_graph_outputs`). It is a picture of the model, not a
+        scorer: score with `score` or `scoring_model()`.
+        """
+        self._require_built("network_graph")
+        inputs = keras.Input(shape=self.feature_shape, name="x")
+        return keras.Model(inputs, self.network_graph_outputs(inputs), name=f"{self.name}_networks")
+
+    def network_graph_outputs(self, x) -> dict:
+        """Named symbolic outputs of `network_graph()` for a symbolic raw batch `x`.
+
+        The default is the default score's own computation; each family
+        overrides it with its training path (encoder, sampler, decoder,
+        discriminator, ...).
+        """
+        return {"score": self.compute_scores(x, self.score_method)}
+
     # ------------------------------------------------------- attribution
     def attribution_reference(self) -> float:
         """The normalised input that `feature_scores` measures each feature from.

@@ -416,6 +416,14 @@ class DeepSVDD(AnomalyDetector):
         """`phi(x)` for a raw input batch."""
         return self.network(self.scaler(x), training=training)
 
+    def network_graph_outputs(self, x):
+        """The embedding `phi(x)`, and the pretraining decoder's reconstruction when it exists."""
+        embedding = self.network(self.scaler(x))
+        outputs = {"embedding": embedding}
+        if self.decoder is not None and self.decoder.built:
+            outputs["pretraining_reconstruction"] = self.decoder(embedding)
+        return outputs
+
     def _distances(self, x, training=False):
         embedding = self.compute_embedding(x, training=training)
         return ops.sum(ops.square(embedding - self.center), axis=-1)

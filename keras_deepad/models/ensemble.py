@@ -428,6 +428,14 @@ class DetectorEnsemble(AnomalyDetector):
         raw = ops.stack([fn(x) for fn in member_score_fns], axis=-1)
         return (raw - self.member_location) / self.member_scale
 
+    def network_graph_outputs(self, x):
+        """Every member's `network_graph()` as one nested graph, outputs `"<member>/<output>"`."""
+        return {
+            f"{member.name}/{key}": value
+            for member in self.members
+            for key, value in member.network_graph()(x).items()
+        }
+
     def combine_scores(self, member_scores, method):
         """Combines standardised member scores `(batch, n_members)` into `(batch,)`."""
         if method == "max":

@@ -289,6 +289,15 @@ class LatentAutoEncoder(ReconstructionDetector):
         mu, _ = self.posterior(x_scaled, training=training)
         return self.decoder(mu, training=training)
 
+    def network_graph_outputs(self, x):
+        """Encoder, sampler (stochastic encoders), decoder, and the discriminator on the codes."""
+        h = self.encoder(self.scaler(x))
+        z = self.sampler(list(ops.split(h, 2, axis=-1))) if self.stochastic_encoder else h
+        outputs = {"reconstruction": self.decoder(z)}
+        if self.discriminator is not None:
+            outputs["discriminator"] = self.discriminator(z)
+        return outputs
+
     def _regularization(self):
         losses = (*self.encoder.losses, *self.decoder.losses)
         extra = [ops.cast(ops.sum(v), "float32") for v in losses]

@@ -253,6 +253,11 @@ class OCNN(AnomalyDetector):
     def _outputs(self, x, training=False):
         return ops.matmul(self.compute_embedding(x, training=training), self.output_weights)
 
+    def network_graph_outputs(self, x):
+        """The features `g(V x)` and the output `<w, g(V x)>`."""
+        features = self.compute_embedding(x)
+        return {"features": features, "output": ops.matmul(features, self.output_weights)}
+
     def outputs(self, x, batch_size=None):
         """`y(x) = <w, g(Vx)>`, shape `(n_samples,)` (higher = more normal)."""
         self._require_built("outputs")

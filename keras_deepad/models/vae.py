@@ -209,6 +209,11 @@ class VAE(ReconstructionDetector):
         mu, _ = self.posterior(x_scaled, training=training)
         return self.decoder_mean(self.decoder(mu, training=training))
 
+    def network_graph_outputs(self, x):
+        """Encoder, `(mu, logvar)`, the reparameterisation sampler and the decoder."""
+        mu, logvar = ops.split(self.encoder(self.scaler(x)), 2, axis=-1)
+        return {"reconstruction": self.decoder(self.sampler([mu, logvar]))}
+
     # --------------------------------------------------------------- train
     def per_sample_loss(self, x, training=False):
         x_scaled = self.scaler(x)

@@ -1,10 +1,21 @@
 """The shared detector contract, run on every registered tabular detector."""
 
+import keras
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from keras_deepad.models import AAE, AE, VAE, WAE, DetectorEnsemble, ReconstructionDetector
+from keras_deepad import plot
+from keras_deepad.models import (
+    AAE,
+    AE,
+    OCNN,
+    VAE,
+    WAE,
+    DeepSVDD,
+    DetectorEnsemble,
+    ReconstructionDetector,
+)
 from keras_deepad.registry import get_detector
 from tests import contract
 
@@ -216,3 +227,67 @@ def test_calibrate_from_scores_matches_calibrate(trained, blobs):
     assert trained.calibrate_from_scores(scores, contamination=0.1) == expected
     with pytest.raises(ValueError, match="finite"):
         trained.calibrate_from_scores(np.array([1.0, np.nan]))
+
+
+def _inner_networks(model):
+    """The functional networks a detector holds directly (encoder, decoder, network, ...)."""
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=False)
+        if isinstance(layer, keras.Model) and not isinstance(layer, DetectorEnsemble)
+    ]
+
+
+def _expected_graph_outputs(model, x):
+    """What each output of `network_graph()` must equal, from the detector's own methods."""
+    if isinstance(model, DeepSVDD):
+        return {"embedding": model.predict(x, verbose=0)}
+    if isinstance(model, OCNN):
+        return {"features": model.embed(x), "output": model.outputs(x)}
+    # Inference mode: the samplers return the posterior mean, so this is the reconstruction.
+    reconstruction = keras.ops.convert_to_numpy(model.scaler(model.reconstruct(x)))
+    if isinstance(model, VAE) and model.likelihood == "bernoulli":
+        # The graph ends at the decoder's logits (what the Bernoulli likelihood reads).
+        return {"reconstruction_mean": reconstruction}
+    return {"reconstruction": reconstruction}
+
+
+def _check_network_graph(model, x):
+    graph = model.network_graph()
+    networks = _inner_networks(model)
+    assert networks, type(model).__name__
+    for network in networks:
+        if network.built:
+            # The detector's own networks, not copies: same objects, same weights.
+            assert graph.get_layer(network.name) is network
+    outputs = {k: keras.ops.convert_to_numpy(v) for k, v in graph(x).items()}
+    expected = _expected_graph_outputs(model, x)
+    if "reconstruction_mean" in expected:
+        outputs["reconstruction_mean"] = 1.0 / (1.0 + np.exp(-outputs["reconstruction"]))
+    for key, value in expected.items():
+        np.testing.assert_allclose(outputs[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
+    if getattr(model, "discriminator", None) is not None:
+        assert outputs["discriminator"].shape == (len(x), 1)
+    dot = plot.network_graph(model).to_string()
+    for network in networks:
+        if network.built:
+            assert f"cluster_{network.name}" in dot  # drawn as a nested graph
+    return graph
+
+
+def test_network_graph(trained, blobs, tmp_path):
+    x = blobs.x_test[:32]
+    before = trained.score(x)
+    if isinstance(trained, DetectorEnsemble):
+        graph = trained.network_graph()
+        outputs = graph(x)
+        for member in trained.members:
+            nested = graph.get_layer(f"{member.name}_networks")
+            for network in _inner_networks(member):
+                assert nested.get_layer(network.name) is network
+            assert any(key.startswith(f"{member.name}/") for key in outputs)
+    else:
+        _check_network_graph(trained, x)
+    # Drawing the networks changes nothing the detector computes or saves.
+    np.testing.assert_array_equal(trained.score(x), before)
+    contract.check_save_load(trained, x, tmp_path)
