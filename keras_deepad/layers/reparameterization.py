@@ -1,10 +1,16 @@
 import keras
 from keras import ops
 
+from keras_deepad.utils.replicas import global_draw
+
 
 @keras.saving.register_keras_serializable(package="keras_deepad")
 class Reparameterization(keras.layers.Layer):
     """Draws `z = mu + exp(0.5 * logvar) * eps`, `eps ~ N(0, I)`.
+
+    Under a `tf.distribute` strategy each replica takes its rows of the
+    noise drawn for the whole global batch, so training with several
+    replicas draws what one process draws for the same global batch.
 
     Noise is drawn only when `training=True`; at inference the layer returns
     `mu`, so scores and exports are deterministic. The log-variance is clipped
@@ -38,7 +44,13 @@ class Reparameterization(keras.layers.Layer):
         if not training:
             return mu
         logvar = ops.clip(logvar, *self.logvar_range)
-        eps = keras.random.normal(ops.shape(mu), seed=self.seed_generator, dtype=mu.dtype)
+        # Under tf.distribute: this replica's rows of the noise of the whole global batch.
+        eps = global_draw(
+            lambda rows: keras.random.normal(
+                (rows, *mu.shape[1:]), seed=self.seed_generator, dtype=mu.dtype
+            ),
+            ops.shape(mu)[0],
+        )
         return mu + ops.exp(0.5 * logvar) * eps
 
     def compute_output_shape(self, input_shape):

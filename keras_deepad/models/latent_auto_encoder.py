@@ -17,6 +17,7 @@ from keras_deepad.models.base import batch_weight
 from keras_deepad.networks import build_decoder, build_encoder, build_latent_discriminator
 from keras_deepad.priors import get_prior
 from keras_deepad.scores import generative as gen_scores
+from keras_deepad.utils.replicas import global_draw
 from keras_deepad.utils.validation import check_number, check_range, check_units
 
 #: Momentum of the running mean of squared reconstruction errors per feature
@@ -371,7 +372,10 @@ class LatentAutoEncoder(ReconstructionDetector):
         return d_loss, accuracy
 
     def sample_prior(self, n):
-        return self.prior.sample(n, self.latent_dim, seed=self.prior_seed)
+        """`n` prior samples; under `tf.distribute` this replica's rows of the global batch's."""
+        return global_draw(
+            lambda rows: self.prior.sample(rows, self.latent_dim, self.prior_seed), n
+        )
 
     def _unpack(self, data):
         """`(normalised x, sample weights or None)` of a training batch."""

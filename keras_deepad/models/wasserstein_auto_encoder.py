@@ -5,6 +5,7 @@ from keras import ops
 from keras_deepad.losses.mmd import KERNELS, MMD_SCALES, mmd
 from keras_deepad.models.base import batch_weight, weighted_mean
 from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder
+from keras_deepad.utils.replicas import gather_batch
 from keras_deepad.utils.validation import check_number
 
 PENALTIES = ("mmd", "gan")
@@ -131,10 +132,16 @@ class WAE(LatentAutoEncoder):
         return variables
 
     def mmd_penalty(self, z):
-        """Unbiased MMD^2 between the codes `z` and as many prior samples."""
+        """Unbiased MMD^2 between the codes `z` and as many prior samples.
+
+        A statistic of the whole batch: under `tf.distribute` every replica
+        computes it over the gathered global batch of codes and the prior
+        samples drawn for it (gradients reach each replica's own codes).
+        """
+        (z,), rows = gather_batch(z)
         return mmd(
             z,
-            self.sample_prior(ops.shape(z)[0]),
+            self.prior.sample(rows, self.latent_dim, seed=self.prior_seed),
             kernel=self.kernel,
             variance=self.prior.variance(self.latent_dim),
             scales=self.mmd_scales,

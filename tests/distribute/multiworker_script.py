@@ -38,12 +38,20 @@ DETERMINISTIC = {
     ),
     "ocnn": lambda: OCNN(hidden_units=8, seed=0),
 }
-#: Detectors that draw noise in their step (each replica its own): they must train, and the
-#: workers must agree (their updates are all-reduced).
+#: Detectors that draw noise in their step (the VAE's and stochastic encoders' samples, prior
+#: samples) or take statistics of the whole batch (the WAE's MMD): each replica takes its rows
+#: of the noise drawn for the global batch and the MMD is taken over the gathered batch, so
+#: they too must take the single-process steps. Dropout is off: Keras' Dropout layers draw
+#: their masks per replica.
 STOCHASTIC = {
     "vae": lambda: VAE(hidden_units=(8,), latent_dim=2, seed=0),
-    "aae": lambda: AAE(hidden_units=(8,), latent_dim=2, prior="normal", seed=0),
-    "wae": lambda: WAE(hidden_units=(8,), latent_dim=2, prior="normal", seed=0),
+    "aae": lambda: AAE(
+        hidden_units=(8,), latent_dim=2, prior="mog", stochastic_encoder=True, dropout=0.0, seed=0
+    ),
+    "wae": lambda: WAE(hidden_units=(8,), latent_dim=2, prior="normal", dropout=0.0, seed=0),
+    "wae-gan": lambda: WAE(
+        penalty="gan", hidden_units=(8,), latent_dim=2, prior="normal", dropout=0.0, seed=0
+    ),
     "deep-svdd-pretrained": lambda: DeepSVDD(
         hidden_units=(16,), rep_dim=4, batch_norm=False, pretrain_epochs=1, seed=0
     ),

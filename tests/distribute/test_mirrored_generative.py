@@ -1,10 +1,14 @@
-"""AAE and WAE under MirroredStrategy over two logical CPU devices.
+"""VAE, AAE and WAE under MirroredStrategy over two logical CPU devices.
 
-The reconstruction update runs before any prior draw, so the decoder after
-one SGD step must equal the single-device step exactly (losses divided by
-the replica count); the adversarial updates draw prior samples per replica
-and are only checked to run with every optimizer built in the strategy
-(WAE-GAN shares the AAE's discriminator update).
+Their steps draw noise (the VAE's and stochastic encoders' samples, prior
+samples) and the WAE-MMD takes a statistic of the whole batch. Each replica
+takes its rows of the noise drawn for the global batch and the MMD is taken
+over the gathered batch, so two epochs of SGD on two replicas end with the
+weights of one device with the same global batch (every weight, every
+optimizer; losses divided by the replica count). The input is not
+shuffled: under `MirroredStrategy` tf.data's seeded shuffle does not give
+one device's order (across worker processes it does: tests/distribute/
+test_multiworker.py shuffles).
 """
 
 import os
@@ -18,45 +22,41 @@ SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from keras_deepad.models import AAE, WAE
+    from keras_deepad.models import AAE, VAE, WAE
 
-    x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32") * 3 + 1
+    small = {"hidden_units": (8,), "latent_dim": 2, "seed": 0}
     makers = {
-        "aae": lambda: AAE(hidden_units=(8,), latent_dim=2, dropout=0.0, seed=0),
-        "wae-mmd": lambda: WAE(hidden_units=(8,), latent_dim=2, dropout=0.0, lambda_=0.0, seed=0),
+        "vae": lambda: VAE(**small),
+        "aae": lambda: AAE(prior="mog", stochastic_encoder=True, dropout=0.0, **small),
+        "wae-mmd": lambda: WAE(prior="normal", dropout=0.0, lambda_=10.0, **small),
+        "wae-gan": lambda: WAE(penalty="gan", prior="normal", dropout=0.0, **small),
     }
 
-    def one_step(name, strategy):
+    def train(name, strategy):
         keras.utils.set_random_seed(0)
         with strategy.scope():
             model = makers[name]()
-            model.build((None, 8))
-            model.compile(keras.optimizers.SGD(0.1))
-        model.scaler.adapt(x)
-        model.fit(tf.data.Dataset.from_tensor_slices(x).batch(64), epochs=1, verbose=0)
-        for opt in ["optimizer", *model.extra_optimizers]:
-            assert int(getattr(model, opt).iterations.numpy()) == 1, (name, opt)
-        assert all(np.isfinite(w.numpy()).all() for w in model.trainable_weights), name
+            model.compile(keras.optimizers.SGD(0.05))
+        model.fit(x, batch_size=64, epochs=2, shuffle=False, verbose=0)
+        for opt in ["optimizer", *getattr(model, "extra_optimizers", ())]:
+            assert int(getattr(model, opt).iterations.numpy()) == 8, (name, opt)
         return model
 
     # One strategy for the whole process: a second one reuses collective keys.
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     for name in makers:
-        single = one_step(name, tf.distribute.get_strategy())
-        mirrored = one_step(name, strategy)
-        pairs = list(zip(single.decoder.weights, mirrored.decoder.weights))
-        if name == "wae-mmd":  # lambda = 0: the whole step is deterministic
-            pairs += list(zip(single.encoder.weights, mirrored.encoder.weights))
-        pairs.append((single.error_moment, mirrored.error_moment))
-        diff = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in pairs)
-        print(name, diff)
-        assert diff < 1e-6, (name, diff)
-        assert float(mirrored.error_steps.numpy()) == 1.0
+        single = train(name, tf.distribute.get_strategy())
+        mirrored = train(name, strategy)
+        for a, b in zip(single.weights, mirrored.weights):
+            # NaN where both are NaN: the threshold before calibrate.
+            np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=0, atol=1e-5, err_msg=name)
+        print(name, "equal")
     """
 )
 
 
-def test_mirrored_generative_step_matches_single_device(tmp_path):
+def test_mirrored_generative_training_matches_single_device(tmp_path):
     script = tmp_path / "mirrored_generative.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}

@@ -108,23 +108,32 @@ def _assert_same(a, b, atol, label):
 
 
 DETERMINISTIC = "ae,deep-svdd,deep-svdd-soft,ocnn"
-STOCHASTIC = "vae,aae,wae,deep-svdd-pretrained"
+#: Noise drawn for the global batch (each replica its rows) and the WAE's MMD over the gathered
+#: batch: also the single-process SGD steps.
+STOCHASTIC = "vae,aae,wae,wae-gan"
+#: Deep SVDD's pretraining runs Adam (its own optimizer): the first Adam steps move each weight
+#: by about the learning rate (1e-3) in the direction of its gradient's sign, so float sums of
+#: two halves instead of one batch change weights whose gradient is about 0 by a few 1e-3
+#: (measured 2.7e-3). Its workers agree exactly; its deterministic variant is checked above.
+ADAM_PRETRAINED = "deep-svdd-pretrained"
+ADAM_ATOL = 1e-2
 
 
 def test_every_family_trains_on_two_workers_as_in_one_process(cluster, tmp_path):
-    names = f"{DETERMINISTIC},{STOCHASTIC}"
+    names = f"{DETERMINISTIC},{STOCHASTIC},{ADAM_PRETRAINED}"
     workers, _ = cluster.start("families", tmp_path, names)
-    single = cluster.single("families", tmp_path, DETERMINISTIC)
+    single = cluster.single("families", tmp_path, names)
     cluster.wait([*workers, single])
     for name in names.split(","):
         first, second = (_load(tmp_path / f"{name}-{i}.npz") for i in (0, 1))
         # All-reduced updates: both workers hold the same model, fitted state included.
         _assert_same(first, second, 0.0, f"{name}: worker 0 vs worker 1")
         assert all(np.isfinite(v).all() for v in first.values()), name
-    for name in DETERMINISTIC.split(","):
+    for name in names.split(","):
+        atol = ADAM_ATOL if name in ADAM_PRETRAINED.split(",") else 1e-5
         reference = _load(tmp_path / f"{name}-single.npz")
         # Weights, normaliser statistics, threshold, Deep SVDD's c and R, OC-NN's r.
-        _assert_same(reference, _load(tmp_path / f"{name}-0.npz"), 1e-5, f"{name}: vs single")
+        _assert_same(reference, _load(tmp_path / f"{name}-0.npz"), atol, f"{name}: vs single")
 
 
 def test_training_from_sharded_tfrecord_files(cluster, tmp_path):
