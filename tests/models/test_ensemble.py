@@ -309,9 +309,9 @@ def test_registry_preset_default_members_and_top_level_access():
     assert keras_deepad.DetectorEnsemble is DetectorEnsemble
     model = get_detector("ensemble", seed=7)
     kinds = [type(m).__name__ for m in model.members]
-    assert kinds == ["AE", "OCNN"]
-    assert [m.seed for m in model.members] == [7, 8]
-    assert model.members[1].activation == "cos"
+    assert kinds == ["AE", "VAE", "OCNN"]
+    assert [m.seed for m in model.members] == [7, 8, 9]
+    assert model.members[2].activation == "cos"
     assert model.standardization == "robust" and model.combine == "mean"
     assert [type(m) for m in default_members()] == [type(m) for m in model.members]
     clone = DetectorEnsemble.from_config(model.get_config())
