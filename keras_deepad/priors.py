@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-_LOG_2PI = math.log(2.0 * math.pi)
+from keras_deepad.losses._common import LOG_2PI as _LOG_2PI
 
 __all__ = [
     "MixtureOfGaussians",

@@ -1,4 +1,5 @@
-"""Per-sample loss and score functions: each returns one value per sample."""
+"""Loss and score functions: per-sample terms (one value per sample), the percentile loss
+of robust training and the one-class weight penalty."""
 
 from keras_deepad.losses.mmd import MMD_SCALES, mmd, mmd_to_prior
 from keras_deepad.losses.probabilistic import (
@@ -15,6 +16,8 @@ from keras_deepad.losses.reconstruction import (
     mean_squared_error,
     reconstruction_error,
 )
+from keras_deepad.losses.regularization import weight_penalty
+from keras_deepad.losses.robust import percentile_mean, percentile_weights
 
 __all__ = [
     "MMD_SCALES",
@@ -28,6 +31,9 @@ __all__ = [
     "mean_squared_error",
     "mmd",
     "mmd_to_prior",
+    "percentile_mean",
+    "percentile_weights",
     "reconstruction_error",
     "standard_normal_nll",
+    "weight_penalty",
 ]

@@ -1,17 +1,8 @@
-import math
-
 from keras import ops
 
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _f32(x):
-    """Losses are float32 under mixed precision too (the network may return float16)."""
-    return ops.cast(x, "float32")
-
-
-def _flat(x):
-    return ops.reshape(_f32(x), (ops.shape(x)[0], -1))
+from keras_deepad.losses._common import LOG_2PI as _LOG_2PI
+from keras_deepad.losses._common import as_float32 as _f32
+from keras_deepad.losses._common import flat_float32 as _flat
 
 
 def gaussian_nll(x, mean, logvar):

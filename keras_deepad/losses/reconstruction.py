@@ -1,9 +1,6 @@
 from keras import ops
 
-
-def _flat(x):
-    # float32 under mixed precision too (the network may return float16).
-    return ops.reshape(ops.cast(x, "float32"), (ops.shape(x)[0], -1))
+from keras_deepad.losses._common import flat_float32 as _flat
 
 
 def feature_errors(x, x_hat, kind="squared"):

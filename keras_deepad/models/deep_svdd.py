@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_deepad.losses.regularization import weight_penalty
 from keras_deepad.models.base import AnomalyDetector, FittedStateCallback, MultiWorkerFitMixin
 from keras_deepad.networks.bias_free import (
     build_bias_free_conv,
@@ -30,12 +31,6 @@ def adjust_center(center, eps=CENTER_EPS):
     center[small & (center < 0)] = -eps
     center[small & (center >= 0)] = eps
     return center
-
-
-def weight_penalty(variables):
-    """`sum ||W||_F^2` over the kernels (rank >= 2 weights) of `variables`."""
-    squares = [ops.sum(ops.square(v)) for v in variables if len(v.shape) >= 2]
-    return ops.sum(ops.stack(squares)) if squares else ops.convert_to_tensor(0.0)
 
 
 class PretrainingAutoEncoder(MultiWorkerFitMixin, keras.Model):

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_deepad.losses.regularization import weight_penalty
 from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
-from keras_deepad.models.deep_svdd import weight_penalty
 from keras_deepad.networks.precision import float32_model
 from keras_deepad.utils.validation import check_number
 

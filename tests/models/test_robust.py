@@ -19,8 +19,8 @@ from keras_deepad.callbacks import (
     find_knee,
     running_mean,
 )
+from keras_deepad.losses import percentile_mean, percentile_weights
 from keras_deepad.models import AE, VAE
-from keras_deepad.models.auto_encoder import percentile_mean, percentile_weights
 from keras_deepad.registry import get_detector
 
 #: The plain network these tests were written for: linear code, no dropout, min-max inputs.
@@ -195,7 +195,7 @@ MIRRORED = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from keras_deepad.models import AE
-    from keras_deepad.models.auto_encoder import percentile_mean
+    from keras_deepad.losses import percentile_mean
 
     x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
     x[:6] *= 50.0  # six planted outliers, all in the first replica's half
