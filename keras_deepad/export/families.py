@@ -35,9 +35,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import keras
 import numpy as np
 from keras import ops
+
+from keras_deepad.scores.generative import monte_carlo_noise
 
 #: Reconstruction score methods the generic edge head reproduces: method -> error kind
 #: (per-sample error between the normalised input and `reconstruct_normalised`).
@@ -182,11 +183,11 @@ VAE_MONTE_CARLO_METHODS = ("reconstruction_probability", "elbo")
 def _vae_score_noise(model):
     """The VAE's fixed score draws `eps_l`, shape `(L, latent_dim)`, as a constant.
 
-    `VAE._mc_nll` draws them with a stateless op from `score_seed`; evaluating
+    `VAE.mc_nll` draws them with a stateless op from `score_seed`; evaluating
     it once here gives the same values without a random op in the graph.
     """
-    eps = keras.random.normal((model.mc_samples, 1, model.latent_dim), seed=model.score_seed)
-    return np.asarray(ops.convert_to_numpy(eps), dtype=np.float32)[:, 0, :]
+    eps = monte_carlo_noise(model.mc_samples, model.latent_dim, model.score_seed)
+    return np.asarray(ops.convert_to_numpy(eps), dtype=np.float32)
 
 
 def _vae_decoded_samples(model, x_norm, eps):
@@ -203,14 +204,11 @@ def vae_graph_score(model, method):
     from keras_deepad.losses import gaussian_kl
 
     eps = _vae_score_noise(model)
-    n_samples = model.mc_samples
 
     def score(x):
         x_norm = model.scaler(x)
-        mu, logvar, decoded = _vae_decoded_samples(model, x_norm, eps)
-        flat = ops.reshape(decoded, (-1, *model.feature_shape))
-        x_rep = ops.reshape(ops.repeat(x_norm[:, None], n_samples, axis=1), ops.shape(flat))
-        nll = ops.mean(ops.reshape(model.log_likelihood_nll(x_rep, flat), (-1, n_samples)), axis=1)
+        mu, logvar = model.posterior(x_norm)
+        nll = model.mc_nll(x_norm, mu, logvar, eps=eps)
         return nll if method == "reconstruction_probability" else nll + gaussian_kl(mu, logvar)
 
     return score
@@ -240,7 +238,7 @@ def vae_head(model, method):
         "outputs": {"decoded": "decoded", "mu": "mu", "logvar": "logvar"},
     }
     if model.likelihood == "gaussian":
-        scoring["decoder_logvar"] = _floats(model._decoder_logvar())
+        scoring["decoder_logvar"] = _floats(model.clipped_decoder_logvar())
     return EdgeHead(fn=head, scoring=scoring)
 
 

@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from keras_deepad.export.saved_model import (
     export_saved_model,
 )
 from keras_deepad.models.base import SCORE_QUANTILES
-from keras_deepad.utils.scratch import scratch_dir
+from keras_deepad.utils.scratch import scratch_dir, write_all_atomically
 from keras_deepad.utils.validation import check_array
 
 QUANTIZATIONS = ("float32", "float16", "dynamic-int8", "int8")
@@ -166,19 +165,6 @@ def _conversion_hint(source, signature, err) -> str:
         "without random or linear-algebra ops, scoring='host' if the family has an edge head, "
         "or register an export family whose graph_score avoids them."
     )
-
-
-def _write_atomically(content: bytes, target: Path):
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _check_converted(content, saved_model_dir, signature, input_name, outputs, probe, quantization):
@@ -452,16 +438,13 @@ def export_tflite(
     path.parent.mkdir(parents=True, exist_ok=True)
     if not overwrite and (path.exists() or meta_target.exists()):
         raise FileExistsError(f"{path} was created while exporting; nothing was written.")
-    tmp_model = _write_atomically(content, path)
-    try:
-        tmp_meta = _write_atomically(json.dumps(info, indent=2).encode(), meta_target)
-        try:
-            # The model first: a crash in between leaves a new model with old metadata,
-            # which keras_deepad.edge refuses (the digests differ) instead of misreading.
-            os.replace(tmp_model, path)
-            os.replace(tmp_meta, meta_target)
-        finally:
-            tmp_meta.unlink(missing_ok=True)
-    finally:
-        tmp_model.unlink(missing_ok=True)
+    metadata = json.dumps(info, indent=2).encode()
+    # The model first: a crash between the renames leaves a new model with old metadata,
+    # which keras_deepad.edge refuses (the digests differ) instead of misreading.
+    write_all_atomically(
+        [
+            (path, lambda tmp: tmp.write_bytes(content)),
+            (meta_target, lambda tmp: tmp.write_bytes(metadata)),
+        ]
+    )
     return TFLiteArtifact(path, meta_target, len(content), quantization, scoring, info)

@@ -38,17 +38,27 @@ def _replicas() -> int:
 
 
 class FittedStateCallback(keras.callbacks.Callback):
-    """Calls the detector's `update_fitted_state(epoch)` / `finish_training()` hooks."""
+    """Runs a detector's fitted-state hooks during `fit`, holding the data they read.
 
-    def __init__(self, detector):
+    Calls `detector.update_fitted_state(epoch, x)` at every epoch end and
+    `detector.finish_training(x)` when training ends. `x` is the training
+    input `prepare_training` received (bounded by `adapt_steps` for
+    datasets); it lives here for one `fit`, never on the detector.
+    """
+
+    def __init__(self, detector, x):
         super().__init__()
         self.detector = detector
+        self.x = x
 
     def on_epoch_end(self, epoch, logs=None):
-        self.detector.update_fitted_state(epoch)
+        self.detector.update_fitted_state(epoch, self.x)
 
     def on_train_end(self, logs=None):
-        self.detector.finish_training()
+        try:
+            self.detector.finish_training(self.x)
+        finally:
+            self.x = None
 
 
 def _multi_worker(strategy=None) -> bool:
@@ -678,10 +688,26 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         `sample_weight` is `fit`'s (checked) per-row weights, or `None`.
 
         Returns a list of Keras callbacks that `fit` runs before the user's
-        (e.g. `FittedStateCallback(self)`, which calls the detector's
-        `update_fitted_state(epoch)` and `finish_training()`).
+        (e.g. `FittedStateCallback(self, x)`, which calls the detector's
+        `update_fitted_state(epoch, x)` and `finish_training(x)`).
         """
         return []
+
+    def update_fitted_state(self, epoch, x):
+        """Hook at every epoch end of `fit` (through `FittedStateCallback`).
+
+        Recomputes state that is not trained by gradients from the training
+        input `x` (Deep SVDD's soft-boundary radius R, OC-NN's r). The
+        default does nothing.
+        """
+
+    def finish_training(self, x):
+        """Hook once `fit`'s epochs are done (through `FittedStateCallback`).
+
+        Final fitted state from the training input `x` and checks of the
+        trained model (Deep SVDD's collapse warning). The default does
+        nothing.
+        """
 
     def _require_built(self, what):
         if not self.built or self.feature_shape is None:

@@ -208,7 +208,6 @@ class DeepSVDD(AnomalyDetector):
         if network is not None:
             self.rep_dim = int(network.output.shape[-1])
         self.distance_tracker = keras.metrics.Mean(name="distance")
-        object.__setattr__(self, "_train_x", None)
         object.__setattr__(self, "_radius_set", False)
 
     # ---------------------------------------------------------------- build
@@ -263,7 +262,6 @@ class DeepSVDD(AnomalyDetector):
         return not np.isnan(ops.convert_to_numpy(self.center)).any()
 
     def prepare_training(self, x, batch_size=None, verbose="auto", sample_weight=None):
-        object.__setattr__(self, "_train_x", x)
         if not self.center_initialized:
             if self.pretrain_epochs > 0:
                 if verbose != 0:  # Keras shows the two fits' epochs one after the other
@@ -281,7 +279,7 @@ class DeepSVDD(AnomalyDetector):
                 )
             self.initialize_center(x, sample_weight=sample_weight)
         object.__setattr__(self, "_radius_set", False)
-        return [FittedStateCallback(self)]
+        return [FittedStateCallback(self, x)]
 
     def pretrain(self, x, epochs, batch_size=None, verbose=0, sample_weight=None):
         """Trains `phi` as the encoder of an autoencoder with a mirrored decoder.
@@ -357,9 +355,10 @@ class DeepSVDD(AnomalyDetector):
         self.center.assign(center)
         return center
 
-    def update_fitted_state(self, epoch):
+    def update_fitted_state(self, epoch, x):
+        """Soft-boundary: R from `x` after every epoch past the warm-up."""
         if self.objective == "soft-boundary" and epoch + 1 >= self.warm_up_epochs:
-            self.update_radius(self._train_x)
+            self.update_radius(x)
 
     def update_radius(self, x):
         """Sets R to the `(1 - nu)` quantile of `||phi(x) - c||` over `x`."""
@@ -372,13 +371,13 @@ class DeepSVDD(AnomalyDetector):
         object.__setattr__(self, "_radius_set", True)
         return radius
 
-    def finish_training(self):
+    def finish_training(self, x):
+        """R when the warm-up outlasted training, and the collapse warning."""
         # One scoring pass of the final network serves the radius and the collapse guard.
-        distances = self.score(self._train_x, method="distance")
+        distances = self.score(x, method="distance")
         if self.objective == "soft-boundary" and not self._radius_set:
             self._set_radius(distances)
         self._warn_if_collapsed(distances)
-        object.__setattr__(self, "_train_x", None)
 
     def check_collapse(self, x):
         """Warns (`RuntimeWarning`) if the distances on `x` have (almost) no spread.

@@ -160,7 +160,6 @@ class OCNN(AnomalyDetector):
             int(encoder.output.shape[-1]) if encoder is not None else int(hidden_units)
         )
         self.hinge_tracker = keras.metrics.Mean(name="hinge")
-        object.__setattr__(self, "_train_x", None)
 
     @classmethod
     def from_autoencoder(cls, autoencoder, **kwargs):
@@ -278,15 +277,12 @@ class OCNN(AnomalyDetector):
         return r
 
     def prepare_training(self, x, batch_size=None, verbose="auto", sample_weight=None):
-        object.__setattr__(self, "_train_x", x)
         self.update_r(x)
-        return [FittedStateCallback(self)]
+        return [FittedStateCallback(self, x)]
 
-    def update_fitted_state(self, epoch):
-        self.update_r(self._train_x)
-
-    def finish_training(self):
-        object.__setattr__(self, "_train_x", None)
+    def update_fitted_state(self, epoch, x):
+        """r from `x` after every epoch (the paper's rule)."""
+        self.update_r(x)
 
     # ---------------------------------------------------------------- train
     def per_sample_loss(self, x, training=False):

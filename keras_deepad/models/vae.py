@@ -193,14 +193,15 @@ class VAE(ReconstructionDetector):
         mu, logvar = ops.split(h, 2, axis=-1)
         return mu, ops.clip(logvar, *self.logvar_range)
 
-    def _decoder_logvar(self):
+    def clipped_decoder_logvar(self):
+        """The decoder's log-variance as the likelihood uses it (clipped to its range)."""
         return ops.clip(self.decoder_logvar, *DECODER_LOGVAR_RANGE)
 
     def log_likelihood_nll(self, x_scaled, decoded):
         """`-log p(x | z)` per sample from the decoder output."""
         if self.likelihood == "bernoulli":
             return bernoulli_nll(x_scaled, decoded)
-        return gaussian_nll(x_scaled, decoded, self._decoder_logvar())
+        return gaussian_nll(x_scaled, decoded, self.clipped_decoder_logvar())
 
     def decoder_mean(self, decoded):
         return ops.sigmoid(decoded) if self.likelihood == "bernoulli" else decoded
@@ -239,18 +240,21 @@ class VAE(ReconstructionDetector):
                 )
 
     # --------------------------------------------------------------- score
-    def _mc_nll(self, x_scaled, mu, logvar):
-        """`-(1/L) sum_l log p(x|z_l)` with common draws `eps_l` for all samples."""
-        n_samples = self.mc_samples
-        eps = keras.random.normal((n_samples, 1, self.latent_dim), seed=self.score_seed)
-        z = mu[None] + ops.exp(0.5 * logvar)[None] * eps  # (L, batch, latent)
-        batch = ops.shape(mu)[0]
-        decoded = self.decoder(ops.reshape(z, (-1, self.latent_dim)))
-        x_rep = ops.reshape(
-            ops.repeat(x_scaled[None], n_samples, axis=0), (-1, *self.feature_shape)
+    def mc_nll(self, x_scaled, mu, logvar, eps=None):
+        """`-(1/L) sum_l log p(x|z_l)` with common draws `eps_l` for all samples.
+
+        `generative.monte_carlo` with this VAE's `mc_samples` and
+        `score_seed`; exports pass the same draws as a constant `eps`.
+        """
+        return generative_scores.monte_carlo(
+            x_scaled,
+            mu,
+            logvar,
+            lambda x_rep, z: self.log_likelihood_nll(x_rep, self.decoder(z)),
+            self.mc_samples,
+            seed=self.score_seed,
+            eps=eps,
         )
-        nll = self.log_likelihood_nll(x_rep, decoded)
-        return ops.mean(ops.reshape(nll, (n_samples, batch)), axis=0)
 
     def compute_scores(self, x, method):
         x_scaled = self.scaler(x)
@@ -268,7 +272,7 @@ class VAE(ReconstructionDetector):
                 lambda xs, z: self.log_likelihood_nll(xs, self.decoder(z)),
                 standard_normal_nll,
             )
-        nll = self._mc_nll(x_scaled, mu, logvar)
+        nll = self.mc_nll(x_scaled, mu, logvar)
         if method == "reconstruction_probability":
             return nll
         return nll + gaussian_kl(mu, logvar)  # "elbo"

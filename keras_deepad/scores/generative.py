@@ -38,17 +38,20 @@ __all__ = [
     "jacodeco",
     "latent_score",
     "monte_carlo",
+    "monte_carlo_noise",
     "negative_elbo",
 ]
 
 
-def monte_carlo(x, mu, logvar, per_sample_fn, n_samples, seed=0):
+def monte_carlo(x, mu, logvar, per_sample_fn, n_samples, seed=0, eps=None):
     """`(1/L) sum_l f(x, z_l)` with `z_l = mu + exp(logvar / 2) * eps_l`.
 
     The `L` standard-normal draws `eps_l` are the same for every sample of
     the batch (drawn from the integer `seed`), so scores are deterministic
     and do not depend on batching. With `L = 1` and zero variance
-    (`logvar = -inf`), it is `f(x, mu)`.
+    (`logvar = -inf`), it is `f(x, mu)`. The one Monte-Carlo score of the
+    VAE, the latent autoencoders and the exported graphs (which pass the
+    same draws as a constant `eps`, so the graph holds no random op).
 
     Args:
         x: inputs, shape `(batch, ...)`.
@@ -57,6 +60,8 @@ def monte_carlo(x, mu, logvar, per_sample_fn, n_samples, seed=0):
             decoder's negative log-likelihood or a reconstruction error.
         n_samples: `L >= 1`.
         seed: integer seed of the draws.
+        eps: optional draws `(L, latent)` to use instead (e.g.
+            `monte_carlo_noise(L, latent, seed)` evaluated once).
 
     Returns:
         A `(batch,)` tensor.
@@ -65,12 +70,19 @@ def monte_carlo(x, mu, logvar, per_sample_fn, n_samples, seed=0):
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1. Received: n_samples={n_samples}")
     latent_dim = int(mu.shape[-1])
-    eps = keras.random.normal((n_samples, 1, latent_dim), seed=seed)
+    if eps is None:
+        eps = monte_carlo_noise(n_samples, latent_dim, seed)
+    eps = ops.reshape(ops.convert_to_tensor(eps, dtype=mu.dtype), (n_samples, 1, latent_dim))
     z = mu[None] + ops.exp(0.5 * logvar)[None] * eps  # (L, batch, latent)
     batch = ops.shape(mu)[0]
     x_rep = ops.reshape(ops.repeat(x[None], n_samples, axis=0), (-1, *x.shape[1:]))
     values = per_sample_fn(x_rep, ops.reshape(z, (-1, latent_dim)))
     return ops.mean(ops.reshape(values, (n_samples, batch)), axis=0)
+
+
+def monte_carlo_noise(n_samples, latent_dim, seed=0):
+    """The draws `eps_l` of `monte_carlo`, shape `(L, latent_dim)`: a stateless op of `seed`."""
+    return keras.random.normal((int(n_samples), int(latent_dim)), seed=seed)
 
 
 def latent_score(z, prior):

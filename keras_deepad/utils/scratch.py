@@ -136,20 +136,43 @@ def write_atomically(path, write) -> Path:
 
     The temporary file is removed on every failure path; stale ones of
     earlier, killed writes to `path` are removed first. A reader of `path`
-    sees the old file or the complete new one, never a partial one.
+    sees the old file or the complete new one, never a partial one. The one
+    atomic writer of the package (`.keras` files, CSV scores, figures,
+    TFLite files with their metadata through `write_all_atomically`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(path.parent, hidden_pattern(path.stem, suffix=path.suffix))
-    tmp = path.with_name(hidden_name(path.stem, suffix=path.suffix))
+    return write_all_atomically([(path, write)])[0]
+
+
+def write_all_atomically(writes) -> list[Path]:
+    """`write_atomically` for files that belong together, e.g. a model and its metadata.
+
+    Every `write(tmp)` runs (and is flushed to disk) before the first
+    rename, so a failure in any of them leaves every target as it was; the
+    renames then run in the given order (put first the file whose partner
+    must not be read without it).
+
+    Args:
+        writes: `(path, write)` pairs, `write(tmp)` writing the file `tmp`.
+
+    Returns:
+        The paths written, in order.
+    """
+    entries = [(Path(path), write) for path, write in writes]
+    tmps = []
     try:
-        write(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
+        for path, write in entries:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale(path.parent, hidden_pattern(path.stem, suffix=path.suffix))
+            tmps.append(path.with_name(hidden_name(path.stem, suffix=path.suffix)))
+            write(tmps[-1])
+            _fsync(tmps[-1])
+        for (path, _), tmp in zip(entries, tmps, strict=True):
+            os.replace(tmp, path)
     finally:
-        if os.path.lexists(tmp):
-            remove(tmp)
-    return path
+        for tmp in tmps:
+            if os.path.lexists(tmp):
+                remove(tmp)
+    return [path for path, _ in entries]
 
 
 def save_keras_atomically(model, path, **kwargs) -> Path:

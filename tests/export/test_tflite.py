@@ -152,15 +152,18 @@ def test_existing_files_are_protected_and_failures_leave_nothing(zoo, tmp_path, 
 
     import keras_deepad.export.tflite as module
 
-    real_write = module._write_atomically
+    real_write_all = module.write_all_atomically
 
-    def crash_on_metadata(data, target):
-        if target.name.endswith(".json"):
-            raise OSError("disk full")
-        return real_write(data, target)
+    def disk_full(tmp):
+        tmp.write_bytes(b"{")  # a partial file, then the failure
+        raise OSError("disk full")
+
+    def crash_on_metadata(writes):
+        writes = [(p, disk_full if p.name.endswith(".json") else w) for p, w in writes]
+        return real_write_all(writes)
 
     # The model's temporary file is written, then writing the metadata fails.
-    monkeypatch.setattr(module, "_write_atomically", crash_on_metadata)
+    monkeypatch.setattr(module, "write_all_atomically", crash_on_metadata)
     with pytest.raises(OSError, match="disk full"):
         export_tflite(e.saved_model, tmp_path / "m.tflite", overwrite=True)
     with pytest.raises(OSError, match="disk full"):
