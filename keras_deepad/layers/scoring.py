@@ -24,7 +24,7 @@ class AnomalyScore(keras.layers.Layer):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         self.detector = detector
-        self.method = detector._resolve_method(method)
+        self.method = detector.resolve_method(method)
         self.with_label = bool(with_label)
 
     def build(self, input_shape):

@@ -121,9 +121,9 @@ class ReconstructionDetector(AnomalyDetector):
 
     def feature_scores(self, x, batch_size=None):
         """Per-feature squared errors (normalised units), same shape as `x`."""
-        self._require_built("feature_scores")
-        fn = self._compiled(("feature_scores",), self.compute_feature_scores)
-        return self._batched(x, fn, batch_size, self.feature_shape)
+        self.require_built("feature_scores")
+        fn = self.traced_function(("feature_scores",), self.compute_feature_scores)
+        return self.run_batched(x, fn, batch_size, self.feature_shape)
 
     def network_graph_outputs(self, x):
         """The reconstruction (normalised units) of the encoder and decoder."""
@@ -131,9 +131,9 @@ class ReconstructionDetector(AnomalyDetector):
 
     def reconstruct(self, x, batch_size=None):
         """Reconstructions of `x` in input units, same shape as `x`."""
-        self._require_built("reconstruct")
-        fn = self._compiled(("reconstruct",), lambda t: self(t, training=False))
-        return self._batched(x, fn, batch_size, self.feature_shape)
+        self.require_built("reconstruct")
+        fn = self.traced_function(("reconstruct",), lambda t: self(t, training=False))
+        return self.run_batched(x, fn, batch_size, self.feature_shape)
 
     def get_config(self):
         config = super().get_config()
@@ -340,9 +340,9 @@ class AE(ReconstructionDetector):
 
     def encode(self, x, batch_size=None):
         """Codes of `x`, shape `(n_samples, latent_dim)`."""
-        self._require_built("encode")
-        fn = self._compiled(("encode",), lambda t: self.encoder(self.scaler(t)))
-        return self._batched(x, fn, batch_size, tuple(self.encoder.output.shape[1:]))
+        self.require_built("encode")
+        fn = self.traced_function(("encode",), lambda t: self.encoder(self.scaler(t)))
+        return self.run_batched(x, fn, batch_size, tuple(self.encoder.output.shape[1:]))
 
     def get_config(self):
         config = super().get_config()

@@ -625,9 +625,9 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         optimisation (about 0.1 s on 2 CPU cores) are paid once, in `fit`.
         Call it after loading a model or changing `score_method` for the same.
         """
-        self._require_built("warm_score_function")
-        method = self._resolve_method(None)
-        fn = self._compiled(("score", method), lambda t: self.compute_scores(t, method))
+        self.require_built("warm_score_function")
+        method = self.resolve_method(None)
+        fn = self.traced_function(("score", method), lambda t: self.compute_scores(t, method))
         fn(np.zeros((1, *self.feature_shape), np.float32))
 
     def _repeated_dataset(self, x, batch_size, sample_weight, kwargs):
@@ -709,14 +709,18 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         nothing.
         """
 
-    def _require_built(self, what):
+    # Protected helpers: for subclasses and keras_deepad's own modules (scores, layers, export),
+    # documented as part of the detector contract; not meant for users.
+    def require_built(self, what):
+        """Raises a `ValueError` naming `what` (a method name) unless the model is trained."""
         if not self.built or self.feature_shape is None:
             raise ValueError(
                 f"{type(self).__name__}.{what} needs a trained model: call fit() first."
             )
 
     # ---------------------------------------------------------------- score
-    def _resolve_method(self, method):
+    def resolve_method(self, method):
+        """`method`, or the default `score_method` for `None`; a `ValueError` if unknown."""
         method = method or self.score_method
         if method not in self.score_methods:
             raise ValueError(
@@ -724,7 +728,12 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
             )
         return method
 
-    def _compiled(self, key, fn):
+    def traced_function(self, key, fn):
+        """`fn` as a `tf.function` of one float32 batch, traced once per `key` and kept.
+
+        `key` names the computation (e.g. `("score", method)`); the function
+        serves every batch size.
+        """
         functions = self._score_functions
         if key not in functions:
             spec = tf.TensorSpec((None, *self.feature_shape), tf.float32, name="x")
@@ -734,8 +743,13 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
             functions[key] = tf.function(fn, input_signature=[spec], autograph=False)
         return functions[key]
 
-    def _batched(self, x, fn, batch_size, out_shape, name="x"):
-        """Applies `fn` batch by batch, writing into one preallocated array."""
+    def run_batched(self, x, fn, batch_size, out_shape, name="x"):
+        """Applies `fn` batch by batch, writing into one preallocated array.
+
+        `x` is checked against the model's feature shape first (array,
+        DataFrame, tensor or batched `tf.data.Dataset`; errors name `name`);
+        the result has shape `(len(x), *out_shape)`.
+        """
         batch_size = check_fit_args(batch_size=batch_size)["batch_size"] or DEFAULT_SCORE_BATCH
         if isinstance(x, tf.data.Dataset):
             check_dataset_spec(x, self.feature_shape, name=name)
@@ -778,10 +792,10 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
             `inf` or NaN: it ranks above every other score. (A model with
             NaN weights raises instead.)
         """
-        self._require_built("score")
-        method = self._resolve_method(method)
-        fn = self._compiled(("score", method), lambda t: self.compute_scores(t, method))
-        scores = self._batched(x, fn, batch_size, ())
+        self.require_built("score")
+        method = self.resolve_method(method)
+        fn = self.traced_function(("score", method), lambda t: self.compute_scores(t, method))
+        scores = self.run_batched(x, fn, batch_size, ())
         overflowed = np.isnan(scores)
         if overflowed.any():
             self.check_finite_weights("score")
@@ -810,7 +824,7 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         """
         from keras_deepad.layers.scoring import AnomalyScore
 
-        self._require_built("scoring_model")
+        self.require_built("scoring_model")
         if with_label and self.threshold is None:
             raise ValueError("scoring_model(with_label=True) needs a threshold: call calibrate().")
         inputs = keras.Input(shape=self.feature_shape, name="x")
@@ -833,7 +847,7 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         `network_graph_outputs`). It is a picture of the model, not a
         scorer: score with `score` or `scoring_model()`.
         """
-        self._require_built("network_graph")
+        self.require_built("network_graph")
         inputs = keras.Input(shape=self.feature_shape, name="x")
         return keras.Model(inputs, self.network_graph_outputs(inputs), name=f"{self.name}_networks")
 
@@ -904,9 +918,11 @@ class AnomalyDetector(MultiWorkerFitMixin, keras.Model):
         Returns:
             A float32 numpy array of shape `(n_samples, *feature_shape)`.
         """
-        self._require_built("feature_scores")
-        fn = self._compiled(("feature_scores", self.score_method), self.compute_feature_scores)
-        return self._batched(x, fn, batch_size, self.feature_shape)
+        self.require_built("feature_scores")
+        fn = self.traced_function(
+            ("feature_scores", self.score_method), self.compute_feature_scores
+        )
+        return self.run_batched(x, fn, batch_size, self.feature_shape)
 
     # ------------------------------------------------------------ threshold
     @property

@@ -293,7 +293,7 @@ class DeepSVDD(AnomalyDetector):
         Returns:
             The Keras `History` of the pretraining.
         """
-        self._require_built("pretrain")
+        self.require_built("pretrain")
         if self._user_network and self.decoder is None:
             raise ValueError(
                 "pretraining a user network needs a decoder: pass decoder=... or pretrain_epochs=0."
@@ -346,7 +346,7 @@ class DeepSVDD(AnomalyDetector):
         Returns:
             The centre as a numpy array.
         """
-        self._require_built("initialize_center")
+        self.require_built("initialize_center")
         embedding = self.embed(x).astype(np.float64)
         weights = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         if weights is not None and not weights.sum() > 0:
@@ -445,9 +445,9 @@ class DeepSVDD(AnomalyDetector):
 
     def embed(self, x, batch_size=None):
         """`phi(x)`, shape `(n_samples, rep_dim)`."""
-        self._require_built("embed")
-        fn = self._compiled(("embed",), self.compute_embedding)
-        return self._batched(x, fn, batch_size, (self.rep_dim,))
+        self.require_built("embed")
+        fn = self.traced_function(("embed",), self.compute_embedding)
+        return self.run_batched(x, fn, batch_size, (self.rep_dim,))
 
     def get_config(self):
         config = super().get_config()

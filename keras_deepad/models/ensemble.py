@@ -455,8 +455,8 @@ class DetectorEnsemble(AnomalyDetector):
     def member_scores(self, x, batch_size=None):
         """Standardised scores of every member, shape `(n_samples, n_members)`."""
         self._require_standardized("member_scores")
-        fn = self._compiled(("member_scores",), self.compute_member_scores)
-        return self._batched(x, fn, batch_size, (len(self.members),))
+        fn = self.traced_function(("member_scores",), self.compute_member_scores)
+        return self.run_batched(x, fn, batch_size, (len(self.members),))
 
     # -------------------------------------------------------- feature scores
     @property
@@ -504,8 +504,8 @@ class DetectorEnsemble(AnomalyDetector):
         """
         self._check_feature_scores()
         self._require_standardized("feature_scores")
-        fn = self._compiled(("feature_scores",), self.compute_feature_scores)
-        return self._batched(x, fn, batch_size, self.feature_shape)
+        fn = self.traced_function(("feature_scores",), self.compute_feature_scores)
+        return self.run_batched(x, fn, batch_size, self.feature_shape)
 
     # --------------------------------------------------------------- config
     def get_config(self):

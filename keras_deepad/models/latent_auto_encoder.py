@@ -420,22 +420,22 @@ class LatentAutoEncoder(ReconstructionDetector):
 
     def encode(self, x, batch_size=None):
         """Encoder means of `x`, shape `(n_samples, latent_dim)`."""
-        self._require_built("encode")
-        fn = self._compiled(("encode",), lambda t: self.posterior(self.scaler(t))[0])
-        return self._batched(x, fn, batch_size, (self.latent_dim,))
+        self.require_built("encode")
+        fn = self.traced_function(("encode",), lambda t: self.posterior(self.scaler(t))[0])
+        return self.run_batched(x, fn, batch_size, (self.latent_dim,))
 
     def discriminate(self, x, batch_size=None):
         """`D(E(x))`: probability that the code of `x` was drawn from the prior."""
-        self._require_built("discriminate")
+        self.require_built("discriminate")
         if self.discriminator is None:
             raise ValueError(f"this {type(self).__name__} has no discriminator.")
-        fn = self._compiled(
+        fn = self.traced_function(
             ("discriminate",),
             lambda t: ops.sigmoid(
                 ops.reshape(self.discriminator(self.posterior(self.scaler(t))[0]), (-1,))
             ),
         )
-        return self._batched(x, fn, batch_size, ())
+        return self.run_batched(x, fn, batch_size, ())
 
     # --------------------------------------------------------------- config
     @classmethod

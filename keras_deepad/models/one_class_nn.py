@@ -259,15 +259,15 @@ class OCNN(AnomalyDetector):
 
     def outputs(self, x, batch_size=None):
         """`y(x) = <w, g(Vx)>`, shape `(n_samples,)` (higher = more normal)."""
-        self._require_built("outputs")
-        fn = self._compiled(("outputs",), self._outputs)
-        return self._batched(x, fn, batch_size, ())
+        self.require_built("outputs")
+        fn = self.traced_function(("outputs",), self._outputs)
+        return self.run_batched(x, fn, batch_size, ())
 
     def embed(self, x, batch_size=None):
         """Hidden features `g(V x)`, shape `(n_samples, hidden_units)`."""
-        self._require_built("embed")
-        fn = self._compiled(("embed",), self.compute_embedding)
-        return self._batched(x, fn, batch_size, (self.hidden_units,))
+        self.require_built("embed")
+        fn = self.traced_function(("embed",), self.compute_embedding)
+        return self.run_batched(x, fn, batch_size, (self.hidden_units,))
 
     # ------------------------------------------------------- fitted state
     def update_r(self, x):

@@ -279,9 +279,9 @@ class VAE(ReconstructionDetector):
 
     def encode(self, x, batch_size=None):
         """Posterior means `mu` of `x`, shape `(n_samples, latent_dim)`."""
-        self._require_built("encode")
-        fn = self._compiled(("encode",), lambda t: self.posterior(self.scaler(t))[0])
-        return self._batched(x, fn, batch_size, (self.latent_dim,))
+        self.require_built("encode")
+        fn = self.traced_function(("encode",), lambda t: self.posterior(self.scaler(t))[0])
+        return self.run_batched(x, fn, batch_size, (self.latent_dim,))
 
     def get_config(self):
         config = super().get_config()

@@ -73,7 +73,7 @@ def _check_model(model):
                 "group anomalies need a generative detector with an encoder posterior and a "
                 f"decoder (VAE, AAE or WAE). Received: {type(model).__name__}"
             )
-    model._require_built("group_anomalies")
+    model.require_built("group_anomalies")
 
 
 def group_anomalies(
@@ -140,8 +140,8 @@ def group_anomalies(
         mu, logvar = model.posterior(model.scaler(t))
         return ops.concatenate([mu, ops.exp(logvar)], axis=-1)
 
-    encoded = model._batched(
-        x, model._compiled(("posterior_moments",), moments), batch_size, (2 * latent_dim,)
+    encoded = model.run_batched(
+        x, model.traced_function(("posterior_moments",), moments), batch_size, (2 * latent_dim,)
     )
     n = len(encoded)
     if groups is not None:
@@ -159,8 +159,8 @@ def group_anomalies(
     feature_shape = tuple(model.feature_shape)
     refs = decoded.reshape(m, -1).astype(np.float64)
 
-    scaled = model._batched(
-        x, model._compiled(("scaled_inputs",), model.scaler), batch_size, feature_shape
+    scaled = model.run_batched(
+        x, model.traced_function(("scaled_inputs",), model.scaler), batch_size, feature_shape
     ).reshape(n, -1)
     ref_sq = np.sum(np.square(refs), axis=1)
     reference_scores = np.empty((m, n))
