@@ -27,7 +27,7 @@ _SPECS = [
     DetectorSpec(
         "ae",
         "AE",
-        "Dense autoencoder (64 hidden, 32 ReLU code, dropout 0.2, standardised inputs), "
+        "Dense autoencoder (64 hidden, 16-unit ReLU code, dropout 0.2, standardised inputs), "
         "reconstruction error.",
     ),
     DetectorSpec(
