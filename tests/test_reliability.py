@@ -5,8 +5,11 @@ that names the problem.
 """
 
 import math
+import os
 import random
 import re
+import subprocess
+import sys
 import warnings
 
 import keras
@@ -251,3 +254,31 @@ def test_huge_finite_inputs_score_finite_or_are_refused():
     assert (scores[5:] == np.finfo(np.float32).max).all() and scores[:5].max() < scores[5:].min()
     with pytest.raises(ValueError, match=r"beyond the range of float32.*sample 1"):
         model.score(np.concatenate([X[:1], np.full((1, 5), 1e300)]).astype(np.float64))
+
+
+def test_loading_without_importing_keras_deepad_names_the_module_to_import(tmp_path):
+    """Keras 3 imports only its own packages' classes; its error names ours and says to import."""
+    model = VAE(hidden_units=(8,), latent_dim=2, seed=0)
+    model.fit(np.random.default_rng(0).normal(size=(64, 4)).astype("float32"), verbose=0)
+    model.save(tmp_path / "vae.keras")
+    script = (
+        "import sys, keras\n"
+        "try:\n"
+        f"    keras.saving.load_model({str(tmp_path / 'vae.keras')!r})\n"
+        "except TypeError as err:\n"
+        "    print(err)\n"
+        "    sys.exit(3)\n"
+        "assert 'keras_deepad' not in sys.modules\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    message = result.stdout
+    assert "Could not locate class 'VAE'" in message
+    assert "imported" in message and "'module': 'keras_deepad.models.vae'" in message
+    # After `import keras_deepad` the same file loads and scores as saved.
+    loaded = keras.saving.load_model(tmp_path / "vae.keras")
+    x = np.random.default_rng(1).normal(size=(16, 4)).astype("float32")
+    np.testing.assert_array_equal(loaded.score(x), model.score(x))
