@@ -91,7 +91,7 @@ def bench_family(family, data, epochs, repeats, workdir):
         "formats": {},
     }
     one = x[:1]
-    score_fn = model._compiled(
+    score_fn = model.traced_function(
         ("score", model.score_method), lambda t: model.compute_scores(t, model.score_method)
     )
     one_tensor = tf.constant(one)
