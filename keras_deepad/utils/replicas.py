@@ -4,7 +4,7 @@ Under a strategy with several replicas each replica holds a slice of the
 global batch (Keras splits every global batch into consecutive slices,
 replica 0 first). Noise drawn per replica would differ from what one
 process draws for the same batch, and every replica would draw the same
-numbers (their seed generators are mirrored). Here every replica draws the
+numbers (they all hold the same generator state). Here every replica draws the
 noise of the whole global batch from the same generator state and keeps
 its own rows, so training under a strategy takes the steps of one process
 with the same global batch; batch statistics (the WAE's MMD) are computed
