@@ -8,8 +8,11 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keras_deepad.data import LoadedData
 
 DESCRIPTION = """\
 Deep anomaly detection with Keras 3.
@@ -73,45 +76,16 @@ def _positive_float(text: str) -> float:
 
 
 # --------------------------------------------------------------------- data
-@dataclass(frozen=True)
-class LoadedData:
-    """Features for training/scoring and, when known, test features with labels."""
-
-    name: str
-    x_train: object
-    x_eval: object = None
-    y_eval: object = None
-    description: str = ""
-
-
 def load_data(spec: str, seed: int = 0, label_column: str | None = None) -> LoadedData:
-    import numpy as np
+    """`keras_deepad.data.load_data`, imported when a command needs data (the CLI starts fast)."""
+    from keras_deepad.data import load_data as load
 
-    from keras_deepad import data
-
-    path = Path(spec)
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".npy", ".npz"):
-        if not path.exists():
-            raise ValueError(f"data file {spec} does not exist.")
-        if suffix == ".csv":
-            x, y = data.load_csv(path, label_column=label_column)
-        elif suffix == ".npy":
-            x, y = np.load(path, allow_pickle=False), None
-        else:
-            with np.load(path, allow_pickle=False) as npz:
-                if "x" not in npz:
-                    raise ValueError(f"{spec} has no array 'x' (found {sorted(npz.files)}).")
-                x, y = npz["x"], npz["y"] if "y" in npz else None
-        return LoadedData(str(path), x, x if y is not None else None, y, f"file {path.name}")
-    name, normal_class = data.parse_data_spec(spec)
-    builtin = data.load_builtin(name, seed=seed, normal_class=normal_class)
-    return LoadedData(spec, builtin.x_train, builtin.x_test, builtin.y_test, builtin.description)
+    return load(spec, seed=seed, label_column=label_column)
 
 
 def _eval_input(loaded: LoadedData):
     """What `score` scores: the test split of a built-in set, else the file's rows."""
-    return loaded.x_eval if loaded.x_eval is not None else loaded.x_train
+    return loaded.x_score
 
 
 # ------------------------------------------------------------------- models

@@ -16,6 +16,7 @@ from keras_deepad.data.builtin import (
     load_builtin,
     parse_data_spec,
 )
+from keras_deepad.data.files import DATA_FILE_SUFFIXES, LoadedData, load_data
 from keras_deepad.data.images import (
     add_channel_axis,
     global_contrast_normalization,
@@ -60,6 +61,8 @@ __all__ = [
     "ADBenchSplit",
     "BUILTIN_DATASETS",
     "BuiltinData",
+    "DATA_FILE_SUFFIXES",
+    "LoadedData",
     "LocalArrays",
     "LocalArraysConfig",
     "LocalFashionMNIST",
@@ -70,6 +73,7 @@ __all__ = [
     "global_contrast_normalization",
     "load_builtin",
     "load_csv",
+    "load_data",
     "load_fashion_mnist",
     "load_sklearn",
     "load_tfds",
