@@ -281,93 +281,27 @@ def export_tflite(
     Returns:
         A `TFLiteArtifact` (path, metadata path, size in bytes, ...).
     """
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(
-            f"quantization must be one of {QUANTIZATIONS}. Received: quantization={quantization!r}"
-        )
-    if scoring not in SCORINGS:
-        raise ValueError(f"scoring must be one of {SCORINGS}. Received: scoring={scoring!r}")
-    if scoring == "auto":
-        scoring = "host" if quantization == "int8" else "graph"
-    if hasattr(model_or_saved_model, "check_finite_weights") and model_or_saved_model.built:
-        model_or_saved_model.check_finite_weights("exporting it")
-    if quantization == "int8" and scoring == "graph":
-        raise ValueError(
-            "int8 exports are scored on the host (scoring='host'): a score computed in int8 "
-            "saturates outside the calibration range, which is where anomalies are."
-        )
-    if quantization == "int8" and representative_data is None:
-        raise ValueError(
-            "quantization='int8' needs representative_data: a sample of the normal training "
-            "data (raw units, a few hundred rows) to calibrate the integer ranges."
-        )
-    if calibration_headroom is not None and not float(calibration_headroom) >= 1.0:
-        raise ValueError(
-            "calibration_headroom must be >= 1. "
-            f"Received: calibration_headroom={calibration_headroom}"
-        )
-    if int(max_representative_samples) < 1:
-        raise ValueError(
-            "max_representative_samples must be a positive integer. "
-            f"Received: {max_representative_samples}"
-        )
-    from_dir = isinstance(model_or_saved_model, str | os.PathLike)
-    if from_dir:
-        saved_model_dir = Path(model_or_saved_model)
-        if not (saved_model_dir / "saved_model.pb").is_file():
-            raise ValueError(
-                f"{saved_model_dir} is not a SavedModel folder (no saved_model.pb); pass a "
-                "version folder written by export_saved_model, or the model itself."
-            )
-        meta_file = saved_model_dir / "assets.extra" / METADATA_FILE
-        if not meta_file.is_file():
-            raise ValueError(
-                f"{saved_model_dir} has no assets.extra/{METADATA_FILE}: it was not written by "
-                "keras_deepad.export.export_saved_model."
-            )
-        default_name = saved_model_dir.parent.name or "model"
-    else:
-        model = model_or_saved_model
-        if not getattr(model, "built", False) or getattr(model, "feature_shape", None) is None:
-            raise ValueError("export_tflite needs a trained model: call fit() first.")
-        default_name = model.name
-    path = (
-        Path(path)
-        if path is not None
-        else Path("saved_models") / (f"{default_name}-{quantization}.tflite")
+    scoring = _check_arguments(
+        model_or_saved_model,
+        quantization,
+        scoring,
+        representative_data,
+        calibration_headroom,
+        max_representative_samples,
     )
-    if path.suffix != ".tflite":
-        raise ValueError(f"TFLite files must end in .tflite. Received: {path}")
-    meta_target = metadata_path(path)
-    if not overwrite:
-        for existing in (path, meta_target):
-            if existing.exists():
-                raise FileExistsError(
-                    f"{existing} already exists; pass overwrite=True to replace it or choose "
-                    "another path."
-                )
+    from_dir, saved_model_dir, meta_file, default_name = _resolve_source(model_or_saved_model)
+    path, meta_target = _output_paths(path, default_name, quantization, overwrite)
 
     # Scratch (the intermediate SavedModel) lives in a hidden folder next to the file, so that
     # a killed export leaves it where the next export to `path` removes it once stale.
     with scratch_dir(path.parent, path.name, stale_names=(meta_target.name,)) as scratch:
         if not from_dir:
-            saved_model_dir = export_saved_model(model, scratch, "model", version=1)
+            saved_model_dir = export_saved_model(model_or_saved_model, scratch, "model", version=1)
             meta_file = saved_model_dir / "assets.extra" / METADATA_FILE
         source = json.loads(meta_file.read_text())
         feature_shape = tuple(source["feature_shape"])
         norm = source["normalization"]
-        if scoring == "host":
-            head = source.get("edge_head")
-            if head is None:
-                raise ValueError(
-                    f"{source['class_name']} with score_method={source['score_method']!r} cannot "
-                    "be scored on the host (needed for int8): "
-                    f"{source.get('edge_head_missing') or 'the SavedModel has no edge head'}."
-                )
-            signature, input_name, recipe = head["signature"], head["input"], head["scoring"]
-        else:
-            signature, input_name = "serving_default", SERVING_INPUT
-            recipe = {"kind": "graph", "output": "score"}
+        signature, input_name, recipe = _signature_for(source, scoring)
         calibration = rows = None
         if representative_data is not None:
             rows = _sample_rows(representative_data, feature_shape, int(max_representative_samples))
@@ -375,34 +309,21 @@ def export_tflite(
             if calibration_headroom is None:
                 calibration_headroom = source["edge_head"].get("calibration_headroom", 1.0)
             calibration = _calibration_set(rows, norm, float(calibration_headroom))
-        with warnings.catch_warnings():
-            # The converter calibrates with the deprecated tf.lite.Interpreter; not ours to fix.
-            warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
-            try:
-                content = _converter(
-                    saved_model_dir, signature, quantization, calibration, input_name
-                ).convert()
-            except Exception as err:
-                if type(err).__name__ != "ConverterError":
-                    raise
-                raise ValueError(_conversion_hint(source, signature, err)) from err
+        content = _convert(
+            source, saved_model_dir, signature, quantization, calibration, input_name
+        )
 
-        from ai_edge_litert.interpreter import Interpreter
-
-        runner = Interpreter(model_content=content).get_signature_runner(signature)
-        input_info = _tensor_info(runner.get_input_details()[input_name])
-        all_outputs = runner.get_output_details()
-        wanted = [recipe["output"]] if recipe["kind"] == "graph" else sorted(all_outputs)
-        outputs = {name: _tensor_info(all_outputs[name]) for name in wanted}
+        input_info, outputs = _inspect(content, signature, input_name, recipe)
         if verify:
-            probe = np.random.default_rng(0).uniform(0.0, 1.0, (8, *feature_shape))
-            probe = probe.astype(np.float32)
-            if scoring == "graph":
-                probe = probe / np.asarray(norm["scale"], np.float32) + np.asarray(
-                    norm["offset"], np.float32
-                )
-            _check_converted(
-                content, saved_model_dir, signature, input_name, outputs, probe, quantization
+            _verify(
+                content,
+                saved_model_dir,
+                signature,
+                input_name,
+                outputs,
+                source,
+                scoring,
+                quantization,
             )
 
         info = {
@@ -448,3 +369,149 @@ def export_tflite(
         ]
     )
     return TFLiteArtifact(path, meta_target, len(content), quantization, scoring, info)
+
+
+def _check_arguments(
+    model_or_saved_model,
+    quantization,
+    scoring,
+    representative_data,
+    calibration_headroom,
+    max_representative_samples,
+):
+    """Checks `export_tflite`'s arguments before any work; returns the resolved `scoring`."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"quantization must be one of {QUANTIZATIONS}. Received: quantization={quantization!r}"
+        )
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {SCORINGS}. Received: scoring={scoring!r}")
+    if scoring == "auto":
+        scoring = "host" if quantization == "int8" else "graph"
+    if hasattr(model_or_saved_model, "check_finite_weights") and model_or_saved_model.built:
+        model_or_saved_model.check_finite_weights("exporting it")
+    if quantization == "int8" and scoring == "graph":
+        raise ValueError(
+            "int8 exports are scored on the host (scoring='host'): a score computed in int8 "
+            "saturates outside the calibration range, which is where anomalies are."
+        )
+    if quantization == "int8" and representative_data is None:
+        raise ValueError(
+            "quantization='int8' needs representative_data: a sample of the normal training "
+            "data (raw units, a few hundred rows) to calibrate the integer ranges."
+        )
+    if calibration_headroom is not None and not float(calibration_headroom) >= 1.0:
+        raise ValueError(
+            "calibration_headroom must be >= 1. "
+            f"Received: calibration_headroom={calibration_headroom}"
+        )
+    if int(max_representative_samples) < 1:
+        raise ValueError(
+            "max_representative_samples must be a positive integer. "
+            f"Received: {max_representative_samples}"
+        )
+    return scoring
+
+
+def _resolve_source(model_or_saved_model):
+    """`(from_dir, SavedModel folder or None, its metadata file or None, default file name)`."""
+    saved_model_dir = meta_file = None
+    from_dir = isinstance(model_or_saved_model, str | os.PathLike)
+    if from_dir:
+        saved_model_dir = Path(model_or_saved_model)
+        if not (saved_model_dir / "saved_model.pb").is_file():
+            raise ValueError(
+                f"{saved_model_dir} is not a SavedModel folder (no saved_model.pb); pass a "
+                "version folder written by export_saved_model, or the model itself."
+            )
+        meta_file = saved_model_dir / "assets.extra" / METADATA_FILE
+        if not meta_file.is_file():
+            raise ValueError(
+                f"{saved_model_dir} has no assets.extra/{METADATA_FILE}: it was not written by "
+                "keras_deepad.export.export_saved_model."
+            )
+        default_name = saved_model_dir.parent.name or "model"
+    else:
+        model = model_or_saved_model
+        if not getattr(model, "built", False) or getattr(model, "feature_shape", None) is None:
+            raise ValueError("export_tflite needs a trained model: call fit() first.")
+        default_name = model.name
+    return from_dir, saved_model_dir, meta_file, default_name
+
+
+def _output_paths(path, default_name, quantization, overwrite):
+    """The `.tflite` path (default `saved_models/<name>-<quantization>.tflite`) and its sidecar."""
+    path = (
+        Path(path)
+        if path is not None
+        else Path("saved_models") / (f"{default_name}-{quantization}.tflite")
+    )
+    if path.suffix != ".tflite":
+        raise ValueError(f"TFLite files must end in .tflite. Received: {path}")
+    meta_target = metadata_path(path)
+    if not overwrite:
+        for existing in (path, meta_target):
+            if existing.exists():
+                raise FileExistsError(
+                    f"{existing} already exists; pass overwrite=True to replace it or choose "
+                    "another path."
+                )
+    return path, meta_target
+
+
+def _signature_for(source, scoring):
+    """`(signature, input name, scoring recipe)`: the edge head for host scoring, else the graph."""
+    if scoring == "host":
+        head = source.get("edge_head")
+        if head is None:
+            raise ValueError(
+                f"{source['class_name']} with score_method={source['score_method']!r} cannot "
+                "be scored on the host (needed for int8): "
+                f"{source.get('edge_head_missing') or 'the SavedModel has no edge head'}."
+            )
+        signature, input_name, recipe = head["signature"], head["input"], head["scoring"]
+    else:
+        signature, input_name = "serving_default", SERVING_INPUT
+        recipe = {"kind": "graph", "output": "score"}
+    return signature, input_name, recipe
+
+
+def _convert(source, saved_model_dir, signature, quantization, calibration, input_name):
+    """The TFLite flatbuffer of one signature (a converter error becomes a `ValueError` hint)."""
+    with warnings.catch_warnings():
+        # The converter calibrates with the deprecated tf.lite.Interpreter; not ours to fix.
+        warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+        try:
+            return _converter(
+                saved_model_dir, signature, quantization, calibration, input_name
+            ).convert()
+        except Exception as err:
+            if type(err).__name__ != "ConverterError":
+                raise
+            raise ValueError(_conversion_hint(source, signature, err)) from err
+
+
+def _inspect(content, signature, input_name, recipe):
+    """`(input tensor info, {output name: tensor info})` of the converted signature."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=content).get_signature_runner(signature)
+    input_info = _tensor_info(runner.get_input_details()[input_name])
+    all_outputs = runner.get_output_details()
+    wanted = [recipe["output"]] if recipe["kind"] == "graph" else sorted(all_outputs)
+    outputs = {name: _tensor_info(all_outputs[name]) for name in wanted}
+    return input_info, outputs
+
+
+def _verify(
+    content, saved_model_dir, signature, input_name, outputs, source, scoring, quantization
+):
+    """Runs the converted file on probe inputs (`_check_converted`) before anything is written."""
+    norm = source["normalization"]
+    probe = np.random.default_rng(0).uniform(0.0, 1.0, (8, *source["feature_shape"]))
+    probe = probe.astype(np.float32)
+    if scoring == "graph":
+        probe = probe / np.asarray(norm["scale"], np.float32) + np.asarray(
+            norm["offset"], np.float32
+        )
+    _check_converted(content, saved_model_dir, signature, input_name, outputs, probe, quantization)
