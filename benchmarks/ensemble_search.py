@@ -5,8 +5,9 @@ Usage:
         [--cache DIR] [--output benchmarks/results/ensemble_search.md]
 
 Each family is trained once per tabular set and seed exactly as the suite trains a default
-(`compile()`, `fit(epochs=50, batch_size=64)`); its training and test scores are cached in
-`--cache` (`.npz` per set, seed and family). Every subset is then combined offline as the
+(`compile()`, `fit(epochs=50, batch_size=64)`: bag 0 of `benchmarks/seed_bags.py`, whose
+cache it shares); its training and test scores are cached in `--cache` (`.npz` per set, seed
+and family). Every subset is then combined offline as the
 ensemble does (each member standardised by the median and IQR of its training scores with
 `DetectorEnsemble`'s own rule, then the mean or the max) and ranked by the mean AUROC over all
 sets and seeds. The members of a real
@@ -19,16 +20,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
+from seed_bags import cache_path, run  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
-from suite import TABULAR_SETS, load_tabular, tabular_split  # noqa: E402
-from tune import fit_candidate  # noqa: E402
+from suite import TABULAR_SETS  # noqa: E402
 
 from keras_deepad.models.ensemble import _location_scale  # noqa: E402
 
@@ -36,12 +36,6 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 FAMILIES = ("AE", "VAE", "AAE", "WAE", "DeepSVDD", "OCNN")
 SEEDS = (1, 2, 3)
-
-
-def train(name, split, seed):
-    x_train, x_test, _ = split
-    model = fit_candidate(name, {}, x_train, seed, epochs=50, batch_size=64)
-    return model.score(x_train).astype(np.float64), model.score(x_test).astype(np.float64)
 
 
 def standardise(train_scores, test_scores):
@@ -53,32 +47,17 @@ def standardise(train_scores, test_scores):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", nargs="+", default=list(FAMILIES))
-    parser.add_argument("--cache", default=str(HERE / ".cache" / "ensemble_search"))
+    parser.add_argument("--cache", default=str(HERE / ".cache" / "seed_bags"))
     parser.add_argument("--output", default=str(RESULTS / "ensemble_search.md"))
     args = parser.parse_args(argv)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
 
-    for dataset in TABULAR_SETS:
-        x, y = load_tabular(dataset)
-        for seed in SEEDS:
-            split = tabular_split(x, y, seed)
-            for name in args.members:
-                path = cache / f"{dataset}-{seed}-{name}.npz"
-                if path.exists():
-                    continue
-                start = time.perf_counter()
-                train_scores, test_scores = train(name, split, seed)
-                np.savez(path, train=train_scores, test=test_scores, y=split[2])
-                auroc = roc_auc_score(split[2], np.nan_to_num(test_scores))
-                print(
-                    f"{dataset:13s} seed {seed} {name:9s} {auroc:.3f} "
-                    f"({time.perf_counter() - start:.1f} s)",
-                    flush=True,
-                )
+    # Each family trained as the suite trains it: bag 0 of benchmarks/seed_bags.py (shared cache).
+    run(cache, args.members, bags=[0])
 
     def load(dataset, seed, name):
-        with np.load(cache / f"{dataset}-{seed}-{name}.npz") as data:
+        with np.load(cache_path(cache, dataset, seed, name, 0)) as data:
             return np.nan_to_num(data["train"]), np.nan_to_num(data["test"]), data["y"]
 
     rows = []

@@ -83,11 +83,6 @@ def load_data(spec: str, seed: int = 0, label_column: str | None = None) -> Load
     return load(spec, seed=seed, label_column=label_column)
 
 
-def _eval_input(loaded: LoadedData):
-    """What `score` scores: the test split of a built-in set, else the file's rows."""
-    return loaded.x_score
-
-
 # ------------------------------------------------------------------- models
 def save_keras_atomically(model, path) -> Path:
     """Saves a `.keras` file via a temporary file and a rename (never half-written)."""
@@ -395,7 +390,7 @@ def cmd_score(args):
         check_output_path(args.output, "--output")
     model = load_model(args.model_file)
     loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
-    x = _eval_input(loaded)
+    x = loaded.x_score
     _status(args, f"scoring {len(x):,} rows of {loaded.description.rstrip('.')} ...")
     start = time.perf_counter()
     scores = model.score(x, batch_size=args.batch_size, method=args.method)
@@ -496,7 +491,7 @@ def cmd_group(args):
     if args.output:
         check_output_path(args.output, "--output")
     loaded = load_data(args.data, seed=args.seed, label_column=args.label_column)
-    x = _eval_input(loaded)
+    x = loaded.x_score
     groups = None if args.groups is None else _read_groups(args.groups, len(x))
     if args.model_file:
         model, source = load_model(args.model_file), args.model_file
