@@ -42,6 +42,8 @@ import numpy as np
 FORMAT_VERSION = 1
 METADATA_SUFFIX = ".json"
 _LOG_2PI = math.log(2.0 * math.pi)
+#: `keras_deepad.layers.code_density.LOG_EPS` (this module imports no TensorFlow).
+_HYBRID_LOG_EPS = 1e-12
 DEFAULT_BATCH = 256
 #: The metadata field that seals a `.tflite` file and its metadata together.
 INTEGRITY_FIELD = "integrity"
@@ -110,6 +112,19 @@ def _reconstruction_error(scoring, x_norm, outputs):
     raise ValueError(f"unknown reconstruction error {error!r} in the metadata.")
 
 
+def _hybrid(scoring, x_norm, outputs):
+    """Autoencoders' `"hybrid"`: standardised log error plus log squared Mahalanobis distance."""
+    error = _reconstruction_error({**scoring, "error": "mse"}, x_norm, outputs)
+    mean = np.asarray(scoring["mean"], dtype=np.float64)
+    precision = np.asarray(scoring["precision"], dtype=np.float64).reshape(len(mean), len(mean))
+    centred = _flat(outputs[scoring["code_output"]]) - mean
+    squared = np.maximum(np.einsum("ij,jk,ik->i", centred, precision, centred), 0.0)
+    m_e, s_e, m_d, s_d = np.asarray(scoring["log_stats"], dtype=np.float64)
+    return (np.log(error + _HYBRID_LOG_EPS) - m_e) / s_e + (
+        np.log(squared + _HYBRID_LOG_EPS) - m_d
+    ) / s_d
+
+
 def _center_distance(scoring, x_norm, outputs):
     embedding = _flat(outputs[scoring["output"]])
     center = np.asarray(scoring["center"], dtype=np.float64)
@@ -157,6 +172,7 @@ def _vae_monte_carlo(scoring, x_norm, outputs):
 SCORINGS = {
     "graph": lambda scoring, x_norm, outputs: np.asarray(outputs[scoring["output"]]),
     "reconstruction_error": _reconstruction_error,
+    "hybrid": _hybrid,
     "center_distance": _center_distance,
     "linear_margin": _linear_margin,
     "cosine_margin": _cosine_margin,
@@ -381,6 +397,20 @@ def _check_scoring(read, scoring, outputs) -> None:
             read.output_name(names, key, p + "outputs.", outputs)
         if scoring["likelihood"] == "gaussian":
             read.numbers(scoring, "decoder_logvar", p)
+        return
+    if kind == "hybrid":
+        read.output_name(scoring, "output", p, outputs)
+        read.output_name(scoring, "code_output", p, outputs)
+        mean = read.numbers(scoring, "mean", p)
+        precision = read.numbers(scoring, "precision", p)
+        if len(precision) != len(mean) ** 2:
+            raise read.error(
+                p + "precision",
+                f"has {len(precision)} numbers, expected {len(mean) ** 2} "
+                f"(a {len(mean)} x {len(mean)} matrix, as long as the mean squared)",
+            )
+        if len(read.numbers(scoring, "log_stats", p)) != 4:
+            raise read.error(p + "log_stats", "must hold 4 numbers (mean, std, mean, std)")
         return
     if kind in _RECIPE_FIELDS or "output" in scoring:
         read.output_name(scoring, "output", p, outputs)

@@ -122,12 +122,37 @@ def embedding_endpoints(model) -> dict:
 
 def reconstruction_head(model, method):
     """Reconstruction in normalised units; the host takes the error."""
+    if method == "hybrid":
+        return hybrid_head(model)
     error = RECONSTRUCTION_ERROR_METHODS.get(method)
     if error is None:
         return None
     return EdgeHead(
         fn=lambda x_norm: {"reconstruction": model.reconstruct_normalised(x_norm)},
         scoring={"kind": "reconstruction_error", "error": error, "output": "reconstruction"},
+    )
+
+
+def hybrid_head(model):
+    """Reconstruction and code; the host takes the error, the distance and their sum."""
+    density = model.code_density
+
+    def head(x_norm):
+        code, reconstruction = model.code_and_reconstruction(x_norm)
+        return {"reconstruction": reconstruction, "code": code}
+
+    return EdgeHead(
+        fn=head,
+        scoring={
+            "kind": "hybrid",
+            "output": "reconstruction",
+            "code_output": "code",
+            "mean": _floats(density.mean),
+            "precision": _floats(ops.reshape(density.precision, (-1,))),
+            "log_stats": _floats(density.log_stats),
+        },
+        # The code grows with the anomaly: clipping it to the normal range would hide some.
+        calibration_headroom=EMBEDDING_HEADROOM,
     )
 
 

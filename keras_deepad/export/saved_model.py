@@ -239,6 +239,7 @@ def export_saved_model(model, base_dir="saved_models", name=None, version=None, 
     if not model.built or model.feature_shape is None:
         raise ValueError("export_saved_model needs a trained model: call fit() first.")
     model.check_finite_weights("exporting it")
+    model.check_score_ready(model.score_method)
     if model.threshold is None:
         warnings.warn(
             "exporting an uncalibrated model: is_anomaly will be 0 for every input. "

@@ -45,6 +45,15 @@ class ScoringMixin:
             )
         return method
 
+    def check_score_ready(self, method):
+        """Raises a `ValueError` if `method` needs fitted state this model lacks.
+
+        Called (after `resolve_method`) by `score`, `scoring_model`, `fit`'s
+        warm-up and the exports, never while a model is being loaded. The
+        default accepts every method; the autoencoders' `"hybrid"` score
+        needs its code statistics.
+        """
+
     def traced_function(self, key, fn):
         """`fn` as a `tf.function` of one float32 batch, traced once per `key` and kept.
 
@@ -111,6 +120,7 @@ class ScoringMixin:
         """
         self.require_built("score")
         method = self.resolve_method(method)
+        self.check_score_ready(method)
         fn = self.traced_function(("score", method), lambda t: self.compute_scores(t, method))
         scores = self.run_batched(x, fn, batch_size, ())
         overflowed = np.isnan(scores)
@@ -142,6 +152,7 @@ class ScoringMixin:
         from keras_deepad.layers.scoring import AnomalyScore
 
         self.require_built("scoring_model")
+        self.check_score_ready(self.resolve_method(method))
         if with_label and self.threshold is None:
             raise ValueError("scoring_model(with_label=True) needs a threshold: call calibrate().")
         inputs = keras.Input(shape=self.feature_shape, name="x")

@@ -353,6 +353,7 @@ class TrainingMixin:
         """
         self.require_built("warm_score_function")
         method = self.resolve_method(None)
+        self.check_score_ready(method)
         fn = self.traced_function(("score", method), lambda t: self.compute_scores(t, method))
         fn(np.zeros((1, *self.feature_shape), np.float32))
 

@@ -4,8 +4,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_deepad.layers.code_density import CodeDensity
 from keras_deepad.losses import feature_errors, percentile_mean, reconstruction_error
-from keras_deepad.models.base import AnomalyDetector
+from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
 from keras_deepad.networks import build_decoder, build_encoder
 from keras_deepad.utils.validation import check_number, check_units
 
@@ -105,6 +106,88 @@ class ReconstructionDetector(AnomalyDetector):
             return super().reduce_loss(per_sample, sample_weight)
         return percentile_mean(per_sample, self.percentile_loss, sample_weight)
 
+    # ----------------------------------------------------------- hybrid score
+    #: The plain reconstruction-error score method of a detector with a `"hybrid"` score:
+    #: what is read during `fit` (e.g. by `CumulativeErrorScoring`), before the hybrid
+    #: score's statistics exist.
+    error_score_method: str | None = None
+
+    @property
+    def has_hybrid_score(self) -> bool:
+        """Whether this detector offers the `"hybrid"` score (see `CodeDensity`)."""
+        return "hybrid" in self.score_methods
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.has_hybrid_score and getattr(self, "code_density", None) is None:
+            zeros = ops.zeros((2, *self.feature_shape))
+            code_dim = int(ops.shape(self.hybrid_parts(zeros)[1])[-1])
+            self.code_density = CodeDensity(code_dim, name="code_density", dtype="float32")
+            self.code_density.build()
+
+    def code_and_reconstruction(self, x_scaled):
+        """`(flat codes, reconstructions)` of normalised rows, what `"hybrid"` reads.
+
+        Detectors that list `"hybrid"` in `score_methods` define it: the
+        encoder's (mean) output, flattened to `(batch, code_dim)`, and its
+        decoding in normalised units.
+        """
+        raise TypeError(f"{type(self).__name__} has no hybrid score.")
+
+    def hybrid_parts(self, x_scaled):
+        """`(mean squared errors, flat codes)` of normalised rows."""
+        code, reconstruction = self.code_and_reconstruction(x_scaled)
+        return reconstruction_error(x_scaled, reconstruction, "mse"), code
+
+    def hybrid_score(self, x_scaled):
+        """The `"hybrid"` score of normalised rows (graph code; see `CodeDensity`)."""
+        errors, codes = self.hybrid_parts(x_scaled)
+        return self.code_density(errors, codes)
+
+    def check_score_ready(self, method):
+        """The `"hybrid"` score needs the code statistics `fit` sets when training ends."""
+        if method == "hybrid" and not self.code_density.is_fitted:
+            raise ValueError(
+                f"the 'hybrid' score of this {type(self).__name__} needs the statistics of its "
+                "training codes, which fit() sets when training ends; this model has none "
+                "(saved before they existed, or never fitted). Call "
+                "fit_code_density(x_train) once, or score with another method "
+                f"({[m for m in self.score_methods if m != 'hybrid']})."
+            )
+
+    def fit_code_density(self, x, batch_size=None):
+        """Sets the `"hybrid"` score's statistics from training data `x` (`fit` does this).
+
+        `x` is what `score` accepts (raw units). Returns `self`.
+        """
+        self.require_built("fit_code_density")
+        if not self.has_hybrid_score:
+            raise TypeError(f"{type(self).__name__} has no hybrid score.")
+
+        def parts(t):
+            errors, codes = self.hybrid_parts(self.scaler(t))
+            return ops.concatenate([ops.expand_dims(errors, -1), codes], axis=-1)
+
+        fn = self.traced_function(("hybrid_parts",), parts)
+        values = self.run_batched(x, fn, batch_size, (1 + self.code_density.code_dim,))
+        finite = np.isfinite(values).all(axis=1)
+        if not finite.any():
+            # A diverged network (fit(check_finite=False)): NaN statistics keep every hybrid
+            # score NaN, so using the model raises the NaN-weights error as for other scores.
+            self.code_density.invalidate()
+            return self
+        self.code_density.fit(values[finite, 1:], values[finite, 0])
+        return self
+
+    def prepare_training(self, x, batch_size=None, verbose="auto", sample_weight=None):
+        """The hybrid score's statistics are taken from `x` when training ends."""
+        return [FittedStateCallback(self, x)] if self.has_hybrid_score else []
+
+    def finish_training(self, x):
+        """Fits the `"hybrid"` score's code statistics on the training data."""
+        if self.has_hybrid_score:
+            self.fit_code_density(x)
+
     def _set_networks(self, encoder, decoder):
         if (encoder is None) != (decoder is None):
             raise ValueError("pass both encoder and decoder, or neither.")
@@ -173,8 +256,11 @@ class AE(ReconstructionDetector):
             drop the samples at or above the batch's q-quantile of the loss
             (training on contaminated data; see `ReconstructionDetector`).
         normalization: see `AnomalyDetector` (default `"standard"`).
-        score_method: `"mse"`, `"mae"` or `"max"` (largest absolute
-            per-feature error).
+        score_method: `"hybrid"` (the default: reconstruction error and
+            the Mahalanobis distance of the code to the training codes, each
+            a log standardised over the training data, added; see
+            `keras_deepad.layers.CodeDensity`), `"mse"`, `"mae"` or `"max"`
+            (largest absolute per-feature error).
         seed: seed of the initial weights, dropout, the denoising noise and
             the shuffle order (see `AnomalyDetector`).
 
@@ -187,7 +273,14 @@ class AE(ReconstructionDetector):
     pipeline `fit` now uses (other shuffle draws), the 32-unit code scored
     0.651 and a 16-unit one 0.679, better on five of the seven sets. On
     small tabular data the dropout, not a narrow code, is what keeps the
-    network from reconstructing the anomalies too.
+    network from reconstructing the anomalies too. The `"hybrid"` default
+    score also sees anomalies the network reconstructs well but codes far
+    from the training codes (rows out along the learned manifold rather
+    than off it): on the same suite it scored 0.667 against 0.641 for the
+    plain mean squared error of the same models, the AAE 0.689 against
+    0.659 and the WAE 0.690 against 0.656, while one-class Fashion-MNIST
+    stayed level (0.864 against 0.859 for the dense preset, 0.881 against
+    0.880 for the convolutional one, five classes).
 
     Example:
         >>> model = AE(hidden_units=(64, 32), latent_dim=8)
@@ -201,8 +294,9 @@ class AE(ReconstructionDetector):
         Using Autoencoders in High Performance Computing Systems", AAAI 2019.
     """
 
-    score_methods = ("mse", "mae", "max")
-    default_score_method = "mse"
+    score_methods = ("hybrid", "mse", "mae", "max")
+    default_score_method = "hybrid"
+    error_score_method = "mse"
     #: A few hundred steps (50 epochs of a small table) leave Adam at 1e-3 short of a fit:
     #: 5e-3 gave 0.682 against 0.637 mean AUROC over the tabular suite.
     default_learning_rate = 5e-3
@@ -336,7 +430,14 @@ class AE(ReconstructionDetector):
 
     def compute_scores(self, x, method):
         x_scaled = self.scaler(x)
+        if method == "hybrid":
+            return self.hybrid_score(x_scaled)
         return reconstruction_error(x_scaled, self.reconstruct_normalised(x_scaled), method)
+
+    def code_and_reconstruction(self, x_scaled):
+        code = self.encoder(x_scaled, training=False)
+        reconstruction = self.decoder(code, training=False)
+        return ops.reshape(code, (ops.shape(code)[0], -1)), reconstruction
 
     def encode(self, x, batch_size=None):
         """Codes of `x`, shape `(n_samples, latent_dim)`."""

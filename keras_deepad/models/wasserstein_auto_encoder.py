@@ -59,7 +59,7 @@ class WAE(LatentAutoEncoder):
             drop the samples at or above the batch's q-quantile of the
             reconstruction error (see `ReconstructionDetector`).
         normalization: see `AnomalyDetector` (default `"standard"`).
-        score_method: `"reconstruction"` (default),
+        score_method: `"hybrid"` (default), `"reconstruction"`,
             `"reconstruction_sampled"`, `"latent"`, `"jacodeco"`, and for
             `penalty="gan"` also `"discriminator"` and `"combined"`.
         seed: seed of the prior draws and the encoder noise.

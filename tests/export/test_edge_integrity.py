@@ -1,8 +1,9 @@
 """The TFLite metadata is sealed to its model, and malformed metadata is refused by name.
 
-Every case edits a copy of one exported file pair (the AE's int8 export, whose metadata has
-every kind of field: host normalisation, quantised input and output, a host scoring recipe)
-and requires a `ValueError` that names the metadata file and the field.
+Every case edits a copy of one exported file pair (the WAE's int8 export, scored by the
+reconstruction error, whose metadata has every kind of field: host normalisation, quantised
+input and output, a host scoring recipe) and requires a `ValueError` that names the metadata
+file and the field; the fields of the autoencoders' "hybrid" recipe are checked on the AE's.
 """
 
 import copy
@@ -22,13 +23,25 @@ from keras_deepad.edge import (
     seal_metadata,
 )
 
-SOURCE = ("ae", "int8")
+SOURCE = ("wae", "int8")
 
 
 @pytest.fixture
 def pair(zoo, tmp_path):
     """A copy of an exported `.tflite` and its metadata: (model path, metadata path, metadata)."""
-    artifact = zoo[SOURCE[0]].tflite[SOURCE[1]]
+    return _copy(zoo, tmp_path, SOURCE)
+
+
+@pytest.fixture
+def hybrid_pair(zoo, tmp_path):
+    """The same for the AE's int8 export, scored by the "hybrid" recipe."""
+    pair = _copy(zoo, tmp_path, ("ae", "int8"))
+    assert pair[2]["scoring"]["kind"] == "hybrid"
+    return pair
+
+
+def _copy(zoo, tmp_path, source):
+    artifact = zoo[source[0]].tflite[source[1]]
     model = tmp_path / "m.tflite"
     shutil.copyfile(artifact.path, model)
     meta_file = tmp_path / "m.tflite.json"
@@ -383,3 +396,29 @@ def test_scoring_recipe_fields_are_checked(pair, kind):
         del bad["scoring"][key]
         with pytest.raises(ValueError, match=rf"field 'scoring\.{key}' is missing"):
             check_metadata(bad, where)
+
+
+#: The hybrid recipe's fields: (field, bad value or None to remove it).
+HYBRID_WRONG = {
+    "code_output_missing": ("scoring.code_output", None),
+    "code_output_unknown": ("scoring.code_output", "codes"),
+    "mean_missing": ("scoring.mean", None),
+    "mean_nan": ("scoring.mean", [math.nan, 0.0, 0.0, 0.0]),
+    "precision_missing": ("scoring.precision", None),
+    "precision_short": ("scoring.precision", [1.0] * 15),
+    "precision_string": ("scoring.precision", "identity"),
+    "log_stats_missing": ("scoring.log_stats", None),
+    "log_stats_short": ("scoring.log_stats", [0.0, 1.0, 0.0]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HYBRID_WRONG))
+def test_each_malformed_hybrid_field_is_refused(hybrid_pair, case):
+    model, meta_file, meta = hybrid_pair
+    field, value = HYBRID_WRONG[case]
+    if value is None:
+        _remove(meta, field)
+    else:
+        _set(meta, field, value)
+    meta_file.write_text(json.dumps(meta))
+    _refused(model, meta_file, field, verify=False)

@@ -127,7 +127,7 @@ def test_members_trained_elsewhere_are_combined_by_fit_standardization(trained, 
 
 def test_zscore_standardization_and_feature_scores(breast_cancer):
     x_train, x_test = breast_cancer.x_train, breast_cancer.x_test
-    members = [AE(hidden_units=(8,), latent_dim=2, seed=s) for s in (0, 1)]
+    members = [AE(hidden_units=(8,), latent_dim=2, score_method="mse", seed=s) for s in (0, 1)]
     model = DetectorEnsemble(members, standardization="zscore")
     model.fit(x_train, epochs=1, batch_size=64, verbose=0)
     raw = np.stack([m.score(x_train) for m in members], axis=1).astype(np.float64)
@@ -292,7 +292,7 @@ def test_a_member_with_constant_training_scores_is_scaled_by_one(breast_cancer):
     collapsed.build((None, x.shape[1]))
     collapsed.network.set_weights([np.zeros_like(w) for w in collapsed.network.get_weights()])
     collapsed.center.assign([0.5, 0.5])
-    model = DetectorEnsemble([AE(hidden_units=(4,), latent_dim=2), collapsed])
+    model = DetectorEnsemble([AE(hidden_units=(4,), latent_dim=2, score_method="mse"), collapsed])
     with pytest.warns(RuntimeWarning, match=r"members\[1\].*constant.*scaled by 1"):
         location, scale = model.fit_standardization(x)
     assert location[1] == pytest.approx(0.5) and scale[1] == 1.0 and scale[0] != 1.0
@@ -309,9 +309,10 @@ def test_registry_preset_default_members_and_top_level_access():
     assert keras_deepad.DetectorEnsemble is DetectorEnsemble
     model = get_detector("ensemble", seed=7)
     kinds = [type(m).__name__ for m in model.members]
-    assert kinds == ["AE", "VAE", "OCNN"]
-    assert [m.seed for m in model.members] == [7, 8, 9]
-    assert model.members[2].activation == "cos"
+    assert kinds == ["AE", "AAE", "VAE", "OCNN"]
+    assert [m.seed for m in model.members] == [7, 10, 8, 9]
+    assert [m.score_method for m in model.members[:2]] == ["hybrid", "hybrid"]
+    assert model.members[3].activation == "cos"
     assert model.standardization == "robust" and model.combine == "mean"
     assert [type(m) for m in default_members()] == [type(m) for m in model.members]
     clone = DetectorEnsemble.from_config(model.get_config())

@@ -272,11 +272,13 @@ def test_cumulative_scores_are_the_sum_of_the_recorded_epoch_errors(robust_run):
     assert errors.shape == (len(losses), 200) and errors.dtype == np.float32
     np.testing.assert_array_equal(ces.scores, errors.sum(axis=0, dtype=np.float64))
     assert not np.allclose(errors[0], errors[-1])  # the rows are different epochs
-    # Each row is the model's own score at the end of that epoch.
+    # Each row is the model's reconstruction error at the end of that epoch (its default
+    # "hybrid" score needs statistics that only exist once training ends).
+    assert model.score_method == "hybrid" and model.error_score_method == "mse"
     final = model.get_weights()
     for row, weights in zip(errors, snapshots, strict=True):
         model.set_weights(weights)
-        np.testing.assert_allclose(row, model.score(x), rtol=1e-6)
+        np.testing.assert_allclose(row, model.score(x, method="mse"), rtol=1e-6)
     model.set_weights(final)
     # Training-set flags by cumulative score, on the cumulative scale.
     threshold = ces.threshold(contamination=0.1)

@@ -197,7 +197,13 @@ def test_sampled_reconstruction_of_a_stochastic_encoder(blobs):
 
 
 def test_score_methods_follow_the_model():
-    assert WAE().score_methods == ("reconstruction", "reconstruction_sampled", "latent", "jacodeco")
+    assert WAE().score_methods == (
+        "hybrid",
+        "reconstruction",
+        "reconstruction_sampled",
+        "latent",
+        "jacodeco",
+    )
     assert "discriminator" in WAE(penalty="gan").score_methods
     assert "combined" in AAE().score_methods
     no_density = AAE(prior=SampledPrior(lambda n, dim, seed=None: keras.random.normal((n, dim))))

@@ -1,0 +1,142 @@
+"""The fitted state of the autoencoders' `"hybrid"` score: where the training codes lie."""
+
+import keras
+import numpy as np
+from keras import ops
+
+#: Added inside every log, in the units of the two statistics (squared errors in normalised
+#: units, squared Mahalanobis distances): keeps a perfectly reconstructed row finite.
+LOG_EPS = 1e-12
+
+
+def log_standardise(values, mean, std):
+    """`(log(values + LOG_EPS) - mean) / std`, the hybrid score's unit for both parts."""
+    return (ops.log(values + LOG_EPS) - mean) / std
+
+
+@keras.saving.register_keras_serializable(package="keras_deepad")
+class CodeDensity(keras.layers.Layer):
+    """A Gaussian fitted to the training codes, and the spread of two log scores.
+
+    A reconstruction error only sees anomalies *off* the manifold the
+    autoencoder learned; a row that lies far out *along* it (an unusual
+    combination of usual directions) is reconstructed well and scores low.
+    The Mahalanobis distance of its code to the training codes sees it. The
+    `"hybrid"` score adds both, each as a log standardised over the training
+    data so that neither unit dominates:
+
+        hybrid = (log e - m_e) / s_e + (log d2 - m_d) / s_d
+
+    with `e` the mean squared reconstruction error (normalised units), `d2`
+    the squared Mahalanobis distance of the code under the Ledoit-Wolf
+    shrunk covariance of the training codes, and `m`, `s` the mean and
+    standard deviation of each log over the training data.
+
+    The statistics are non-trainable weights (saved with the model and in
+    every export), set by `fit` from the training data once training ends.
+    A model saved before this layer existed loads with it unfitted.
+
+    Args:
+        code_dim: the length of a code (the encoder's output).
+    """
+
+    def __init__(self, code_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.code_dim = int(code_dim)
+
+    def build(self, input_shape=None):
+        k = self.code_dim
+        self.mean = self.add_weight(shape=(k,), initializer="zeros", trainable=False, name="mean")
+        self.precision = self.add_weight(
+            shape=(k, k), initializer="identity", trainable=False, name="precision"
+        )
+        # mean and std of log error, mean and std of log squared distance
+        self.log_stats = self.add_weight(
+            shape=(4,),
+            initializer=keras.initializers.Constant([0.0, 1.0, 0.0, 1.0]),
+            trainable=False,
+            name="log_stats",
+        )
+        self.fitted = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fitted")
+
+    @property
+    def is_fitted(self) -> bool:
+        # The backend variable's own `numpy()`: numpy 2 deprecates converting Keras'
+        # variable wrapper (`__array__` without `copy`), and this runs before every score.
+        return self.built and float(self.fitted.value.numpy()) > 0
+
+    def fit(self, codes, errors):
+        """Sets the statistics from the training data's codes and reconstruction errors.
+
+        Args:
+            codes: `(n, code_dim)` codes of the training rows.
+            errors: `(n,)` their mean squared reconstruction errors.
+        """
+        from scipy.linalg import pinvh
+        from sklearn.covariance import ledoit_wolf
+
+        codes = np.asarray(codes, dtype=np.float64).reshape(len(codes), -1)
+        errors = np.asarray(errors, dtype=np.float64).reshape(-1)
+        if len(codes) < 1 or codes.shape[1] != self.code_dim or len(errors) != len(codes):
+            raise ValueError(
+                f"CodeDensity.fit needs codes of length {self.code_dim} and one error per "
+                f"code. Received codes of shape {codes.shape}, errors of shape {errors.shape}."
+            )
+        if not (np.isfinite(codes).all() and np.isfinite(errors).all()):
+            raise ValueError(
+                "CodeDensity.fit received NaN or infinite codes or errors: the network's "
+                "outputs on the training data are not finite."
+            )
+        if not self.built:
+            self.build()
+        mean = codes.mean(axis=0)
+        centred = codes - mean
+        covariance = np.eye(self.code_dim)
+        if len(codes) > 1:
+            shrunk, _ = ledoit_wolf(centred, assume_centered=True)
+            if np.trace(shrunk) > 0:  # else every code is the same: no spread to measure
+                covariance = shrunk
+        precision = pinvh(covariance)
+        squared = np.einsum("ij,jk,ik->i", centred, precision, centred)
+        log_e = np.log(np.maximum(errors, 0.0) + LOG_EPS)
+        log_d = np.log(np.maximum(squared, 0.0) + LOG_EPS)
+        stats = [log_e.mean(), _spread(log_e), log_d.mean(), _spread(log_d)]
+        self.mean.assign(mean.astype(np.float32))
+        self.precision.assign(precision.astype(np.float32))
+        self.log_stats.assign(np.asarray(stats, dtype=np.float32))
+        self.fitted.assign(1.0)
+
+    def invalidate(self):
+        """NaN statistics (marked fitted): every score is NaN, for a network that diverged."""
+        if not self.built:
+            self.build()
+        self.log_stats.assign(np.full(4, np.nan, dtype=np.float32))
+        self.fitted.assign(1.0)
+
+    def squared_distance(self, codes):
+        """Squared Mahalanobis distances of `codes` to the training codes' mean."""
+        centred = ops.cast(codes, "float32") - self.mean
+        return ops.maximum(ops.sum(ops.matmul(centred, self.precision) * centred, axis=-1), 0.0)
+
+    def call(self, errors, codes):
+        """The hybrid score of rows with reconstruction `errors` and `codes`."""
+        stats = self.log_stats
+        errors = ops.maximum(ops.cast(errors, "float32"), 0.0)
+        return log_standardise(errors, stats[0], stats[1]) + log_standardise(
+            self.squared_distance(codes), stats[2], stats[3]
+        )
+
+    def load_own_variables(self, store):
+        # A model saved before the hybrid score existed has no statistics: stay unfitted.
+        if len(store.keys()) == 0:
+            return
+        super().load_own_variables(store)
+
+    def get_config(self):
+        return {**super().get_config(), "code_dim": self.code_dim}
+
+
+def _spread(values):
+    """Standard deviation; 1 where the training values do not spread (one row, constants)."""
+    spread = float(np.std(values))
+    return spread if spread > 1e-6 else 1.0
