@@ -14,6 +14,8 @@ ARCHITECTURES = ("mlp", "conv", "seed")
 #: The percentile-loss quantile used when the option is switched on with `True`
 #: (the value of a public re-implementation; the paper's could not be verified).
 DEFAULT_PERCENTILE = 0.95
+#: Rows per eager pass when `fit_code_density` reads the training data.
+CODE_DENSITY_BATCH = 16384
 
 
 def resolve_latent_dim(latent_dim, feature_shape):
@@ -158,7 +160,8 @@ class ReconstructionDetector(AnomalyDetector):
     def fit_code_density(self, x, batch_size=None):
         """Sets the `"hybrid"` score's statistics from training data `x` (`fit` does this).
 
-        `x` is what `score` accepts (raw units). Returns `self`.
+        `x` is what `score` accepts (raw units); in-memory arrays are read
+        `batch_size` rows at a time (default 16384). Returns `self`.
         """
         self.require_built("fit_code_density")
         if not self.has_hybrid_score:
@@ -168,8 +171,11 @@ class ReconstructionDetector(AnomalyDetector):
             errors, codes = self.hybrid_parts(self.scaler(t))
             return ops.concatenate([ops.expand_dims(errors, -1), codes], axis=-1)
 
-        fn = self.traced_function(("hybrid_parts",), parts)
-        values = self.run_batched(x, fn, batch_size, (1 + self.code_density.code_dim,))
+        # One pass, run eagerly in large batches: tracing a function used once per fit would
+        # cost more than it saves (a small table's fit ends here).
+        batch_size = batch_size or CODE_DENSITY_BATCH
+        width = 1 + self.code_density.code_dim
+        values = self.run_batched(x, parts, batch_size, (width,))
         finite = np.isfinite(values).all(axis=1)
         if not finite.any():
             # A diverged network (fit(check_finite=False)): NaN statistics keep every hybrid
