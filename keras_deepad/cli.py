@@ -874,8 +874,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--score-method",
         default=None,
-        help="the saved model's score method (default: the preset's; e.g. mse for AE, "
-        "reconstruction_probability or jacodeco for VAE, discriminator for AAE)",
+        help="the saved model's score method (default: the preset's; e.g. hybrid or mse for "
+        "AE, reconstruction_probability or jacodeco for VAE, discriminator for AAE)",
     )
     p.add_argument(
         "--knee-stopping",
@@ -906,7 +906,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--method",
         default=None,
-        help="score method (default: the model's; e.g. mse, mae, max for AE)",
+        help="score method (default: the model's; e.g. hybrid, mse, mae, max for AE)",
     )
     p.add_argument("--batch-size", type=_positive_int, default=None, help="scoring batch size")
     p.add_argument("--output", default=None, help="write score[,is_anomaly] CSV here")
