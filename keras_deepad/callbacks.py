@@ -34,11 +34,11 @@ class CumulativeErrorScoring(keras.callbacks.Callback):
     """Scores the training set at every epoch end; cumulative error scoring.
 
     At the end of each epoch the detector scores `x` with its own `score`
-    and the callback records the row: each sample's reconstruction error
-    for reconstruction detectors (`"mse"` for `AE`, `"reconstruction"` for
-    `AAE` and `WAE` — their `error_score_method`, since the default
-    `"hybrid"` score needs statistics that only exist once training ends —
-    and the VAE's own `score_method`). A training sample's cumulative score is the sum of its errors
+    (its `score_method_during_fit`) and the callback records the row: each
+    sample's reconstruction error for reconstruction detectors (`"mse"` for
+    `AE`, `"reconstruction"` for `AAE` and `WAE` — their default `"hybrid"`
+    score needs statistics that only exist once training ends — and the
+    VAE's own `score_method`). A training sample's cumulative score is the sum of its errors
     over the epochs: anomalies that the network learns to reconstruct late
     in training still collect the large errors of the early epochs.
 
@@ -51,8 +51,8 @@ class CumulativeErrorScoring(keras.callbacks.Callback):
         x: the training data to score (anything `model.score` accepts;
             usually the array passed to `fit`). Its order must be the same at
             every epoch (a `tf.data.Dataset` here must not reshuffle).
-        method: the score method (default: the detector's `score_method`,
-            or its `error_score_method` where that is `"hybrid"`).
+        method: the score method (default: the detector's
+            `score_method_during_fit`).
         batch_size: scoring batch size (default: `score`'s).
 
     Attributes:
@@ -84,9 +84,7 @@ class CumulativeErrorScoring(keras.callbacks.Callback):
         self._rows = []
 
     def on_epoch_end(self, epoch, logs=None):
-        method = self.method
-        if method is None and self.model.score_method == "hybrid":
-            method = self.model.error_score_method
+        method = self.method or self.model.score_method_during_fit
         self._rows.append(self.model.score(self.x, batch_size=self.batch_size, method=method))
 
     @property

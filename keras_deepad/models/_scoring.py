@@ -45,6 +45,15 @@ class ScoringMixin:
             )
         return method
 
+    @property
+    def score_method_during_fit(self):
+        """The score method to read while `fit` runs (e.g. a callback scoring every epoch).
+
+        `score_method`, unless its fitted state only exists once training
+        ends (the autoencoders' `"hybrid"`: their reconstruction error then).
+        """
+        return self.score_method
+
     def check_score_ready(self, method):
         """Raises a `ValueError` if `method` needs fitted state this model lacks.
 

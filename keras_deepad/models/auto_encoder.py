@@ -115,6 +115,11 @@ class ReconstructionDetector(AnomalyDetector):
     error_score_method: str | None = None
 
     @property
+    def score_method_during_fit(self):
+        """The reconstruction error while the hybrid score's statistics do not exist yet."""
+        return self.error_score_method if self.score_method == "hybrid" else self.score_method
+
+    @property
     def has_hybrid_score(self) -> bool:
         """Whether this detector offers the `"hybrid"` score (see `CodeDensity`)."""
         return "hybrid" in self.score_methods
@@ -123,7 +128,7 @@ class ReconstructionDetector(AnomalyDetector):
         super().build(input_shape)
         if self.has_hybrid_score and getattr(self, "code_density", None) is None:
             zeros = ops.zeros((2, *self.feature_shape))
-            code_dim = int(ops.shape(self.hybrid_parts(zeros)[1])[-1])
+            code_dim = int(ops.shape(self.code_and_reconstruction(zeros)[0])[-1])
             self.code_density = CodeDensity(code_dim, name="code_density", dtype="float32")
             self.code_density.build()
 
