@@ -7,45 +7,18 @@ from keras import ops
 from keras_deepad.layers.code_density import CodeDensity
 from keras_deepad.losses import feature_errors, percentile_mean, reconstruction_error
 from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
-from keras_deepad.networks import build_decoder, build_encoder
-from keras_deepad.utils.validation import check_number, check_units
+from keras_deepad.networks.spec import (
+    ARCHITECTURES,
+    SEED_ARCHITECTURE,
+    AutoEncoderSpec,
+)
+from keras_deepad.utils.validation import check_number
 
-ARCHITECTURES = ("mlp", "conv", "seed")
 #: The percentile-loss quantile used when the option is switched on with `True`
 #: (the value of a public re-implementation; the paper's could not be verified).
 DEFAULT_PERCENTILE = 0.95
 #: Rows per eager pass when `fit_code_density` reads the training data.
 CODE_DENSITY_BATCH = 16384
-
-
-def resolve_latent_dim(latent_dim, feature_shape):
-    """An int, or a string `"<k>x"` meaning k times the number of input features."""
-    if isinstance(latent_dim, str):
-        if not latent_dim.endswith("x"):
-            raise ValueError(f"latent_dim must be an int or like '10x'. Received: {latent_dim!r}")
-        return max(1, round(float(latent_dim[:-1]) * math.prod(feature_shape)))
-    return int(latent_dim)
-
-
-def _check_latent_dim(latent_dim):
-    if isinstance(latent_dim, str):
-        try:
-            ok = latent_dim.endswith("x") and float(latent_dim[:-1]) > 0
-        except ValueError:
-            ok = False
-    else:
-        ok = isinstance(latent_dim, int | np.integer) and not isinstance(latent_dim, bool)
-        ok = ok and latent_dim > 0
-    if not ok:
-        raise ValueError(
-            "latent_dim must be a positive int or a multiple of the input size such as '10x'. "
-            f"Received: latent_dim={latent_dim!r}"
-        )
-
-
-def check_dropout(dropout):
-    """Refuse a dropout rate outside [0, 1) (NaN included)."""
-    return check_number("dropout", dropout, low=0, high=1, high_open=True)
 
 
 def check_percentile(percentile_loss):
@@ -64,6 +37,13 @@ def check_percentile(percentile_loss):
             f"Received: percentile_loss={percentile_loss!r}"
         )
     return q
+
+
+def _spec_property(name):
+    return property(
+        lambda self: getattr(self.network_spec, name),
+        doc=f"`{name}` of the detector's `network_spec` (see `AutoEncoderSpec`).",
+    )
 
 
 class ReconstructionDetector(AnomalyDetector):
@@ -97,10 +77,42 @@ class ReconstructionDetector(AnomalyDetector):
     """
 
     required_methods = (*AnomalyDetector.required_methods, "reconstruct_normalised")
+    #: The architecture arguments the family's constructor takes: fields of
+    #: `keras_deepad.networks.AutoEncoderSpec`, read as attributes of the
+    #: detector (`model.hidden_units`) and stored by `get_config` in this order.
+    network_arguments: tuple[str, ...] = ()
+    #: The `architecture` values the family accepts.
+    architectures: tuple[str, ...] = ARCHITECTURES
 
     def __init__(self, percentile_loss=None, **kwargs):
         super().__init__(**kwargs)
         self.percentile_loss = check_percentile(percentile_loss)
+
+    def set_network_spec(self, **arguments):
+        """Checks the family's architecture arguments and keeps them as `network_spec`.
+
+        Families call it from their constructor with the `network_arguments`
+        they take; `build_networks` builds from it (`network_spec.build`)
+        unless the user supplied `encoder` and `decoder`.
+        """
+        if set(arguments) != set(self.network_arguments):
+            raise TypeError(
+                f"{type(self).__name__} declares the network arguments {self.network_arguments}; "
+                f"received {tuple(arguments)}."
+            )
+        self.network_spec = AutoEncoderSpec.checked(
+            architectures=self.architectures,
+            latent_multiple=SEED_ARCHITECTURE in self.architectures,
+            owner=type(self).__name__,
+            **arguments,
+        )
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Each declared architecture argument reads the one spec (a read-only attribute).
+        for name in cls.network_arguments:
+            if not isinstance(cls.__dict__.get(name), property):
+                setattr(cls, name, _spec_property(name))
 
     def reduce_loss(self, per_sample, sample_weight=None):
         """The batch mean, or the percentile-loss mean when `percentile_loss` is set."""
@@ -232,6 +244,7 @@ class ReconstructionDetector(AnomalyDetector):
     def get_config(self):
         config = super().get_config()
         config["percentile_loss"] = self.percentile_loss
+        config.update(self.network_spec.config(self.network_arguments))
         # User-supplied networks travel in the config; built ones are rebuilt from it.
         if self._user_networks:
             config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
@@ -307,6 +320,19 @@ class AE(ReconstructionDetector):
 
     score_methods = ("hybrid", "mse", "mae", "max")
     default_score_method = "hybrid"
+    network_arguments = (
+        "architecture",
+        "hidden_units",
+        "latent_dim",
+        "activation",
+        "latent_activation",
+        "latent_l1",
+        "output_activation",
+        "conv_filters",
+        "kernel_size",
+        "dropout",
+    )
+    architectures = (*ARCHITECTURES, SEED_ARCHITECTURE)
     error_score_method = "mse"
     #: A few hundred steps (50 epochs of a small table) leave Adam at 1e-3 short of a fit:
     #: 5e-3 gave 0.682 against 0.637 mean AUROC over the tabular suite.
@@ -341,71 +367,30 @@ class AE(ReconstructionDetector):
             seed=seed,
             **kwargs,
         )
-        if architecture not in ARCHITECTURES:
-            raise ValueError(
-                f"architecture must be one of {ARCHITECTURES}. "
-                f"Received: architecture={architecture!r}"
-            )
-        _check_latent_dim(latent_dim)
         if loss not in ("mse", "mae"):
             raise ValueError(f"loss must be 'mse' or 'mae'. Received: loss={loss!r}")
         if denoising_std < 0:
             raise ValueError(f"denoising_std must be >= 0. Received: denoising_std={denoising_std}")
-        check_dropout(dropout)
-        self.architecture = architecture
-        self.hidden_units = check_units("hidden_units", hidden_units)
-        self.latent_dim = latent_dim
-        self.activation = activation
-        self.latent_activation = latent_activation
-        self.latent_l1 = check_number("latent_l1", latent_l1, low=0)
-        self.output_activation = output_activation
-        self.conv_filters = check_units("conv_filters", conv_filters)
-        self.kernel_size = check_number("kernel_size", kernel_size, low=1, integer=True)
-        self.dropout = float(dropout)
+        self.set_network_spec(
+            architecture=architecture,
+            hidden_units=hidden_units,
+            latent_dim=latent_dim,
+            activation=activation,
+            latent_activation=latent_activation,
+            latent_l1=latent_l1,
+            output_activation=output_activation,
+            conv_filters=conv_filters,
+            kernel_size=kernel_size,
+            dropout=dropout,
+        )
         self.loss_kind = loss
         self.denoising_std = check_number("denoising_std", denoising_std, low=0)
         self._set_networks(encoder, decoder)
         self.noise_seed = keras.random.SeedGenerator(seed)
 
     def build_networks(self, feature_shape):
-        if self._user_networks:
-            return
-        latent = resolve_latent_dim(self.latent_dim, feature_shape)
-        if self.architecture == "seed":
-            self.encoder = build_encoder(
-                "mlp",
-                feature_shape,
-                latent,
-                hidden_units=(),
-                output_activation="sigmoid",
-                use_bias=False,
-            )
-            self.decoder = build_decoder(
-                "mlp", latent, feature_shape, hidden_units=(), use_bias=False
-            )
-            return
-        common = {"activation": self.activation}
-        if self.architecture == "mlp":
-            enc_cfg = {**common, "hidden_units": self.hidden_units, "dropout": self.dropout}
-            dec_cfg = {**enc_cfg, "hidden_units": self.hidden_units[::-1]}
-        else:
-            enc_cfg = {**common, "filters": self.conv_filters, "kernel_size": self.kernel_size}
-            dec_cfg = {**enc_cfg, "filters": self.conv_filters[::-1]}
-        self.encoder = build_encoder(
-            self.architecture,
-            feature_shape,
-            latent,
-            output_activation=self.latent_activation,
-            output_l1=self.latent_l1,
-            **enc_cfg,
-        )
-        self.decoder = build_decoder(
-            self.architecture,
-            latent,
-            feature_shape,
-            output_activation=self.output_activation,
-            **dec_cfg,
-        )
+        if not self._user_networks:
+            self.encoder, self.decoder = self.network_spec.build(feature_shape)
 
     def reconstruct_normalised(self, x_scaled, training=False):
         return self.decoder(self.encoder(x_scaled, training=training), training=training)
@@ -458,18 +443,5 @@ class AE(ReconstructionDetector):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            architecture=self.architecture,
-            hidden_units=list(self.hidden_units),
-            latent_dim=self.latent_dim,
-            activation=self.activation,
-            latent_activation=self.latent_activation,
-            latent_l1=self.latent_l1,
-            output_activation=self.output_activation,
-            conv_filters=list(self.conv_filters),
-            kernel_size=self.kernel_size,
-            dropout=self.dropout,
-            loss=self.loss_kind,
-            denoising_std=self.denoising_std,
-        )
+        config.update(loss=self.loss_kind, denoising_std=self.denoising_std)
         return config

@@ -8,13 +8,9 @@ from keras import ops
 
 from keras_deepad.layers import Reparameterization
 from keras_deepad.losses import gaussian_nll, reconstruction_error
-from keras_deepad.models.auto_encoder import (
-    ReconstructionDetector,
-    _check_latent_dim,
-    check_dropout,
-)
+from keras_deepad.models.auto_encoder import ReconstructionDetector
 from keras_deepad.models.base import batch_weight
-from keras_deepad.networks import build_decoder, build_encoder, build_latent_discriminator
+from keras_deepad.networks import build_latent_discriminator
 from keras_deepad.priors import get_prior
 from keras_deepad.scores import generative as gen_scores
 from keras_deepad.utils.replicas import global_draw
@@ -73,6 +69,16 @@ class LatentAutoEncoder(ReconstructionDetector):
     #: Every score method of the family; an instance lists those it supports.
     score_methods = ALL_SCORE_METHODS
     default_score_method = "hybrid"
+    network_arguments = (
+        "architecture",
+        "hidden_units",
+        "latent_dim",
+        "activation",
+        "conv_filters",
+        "kernel_size",
+        "output_activation",
+        "dropout",
+    )
     error_score_method = "reconstruction"
     uses_discriminator = False
     #: Optimizers besides `optimizer`: attribute name -> Adam arguments of the default.
@@ -118,15 +124,16 @@ class LatentAutoEncoder(ReconstructionDetector):
         super().__init__(
             normalization=normalization, score_method=score_method, seed=seed, **kwargs
         )
-        if architecture not in ("mlp", "conv"):
-            raise ValueError(
-                f"architecture must be 'mlp' or 'conv'. Received: architecture={architecture!r}"
-            )
-        _check_latent_dim(latent_dim)
-        if isinstance(latent_dim, str):
-            raise ValueError(
-                f"{type(self).__name__} latent_dim must be an int. Received: {latent_dim!r}"
-            )
+        self.set_network_spec(
+            architecture=architecture,
+            hidden_units=hidden_units,
+            latent_dim=latent_dim,
+            activation=activation,
+            conv_filters=conv_filters,
+            kernel_size=kernel_size,
+            output_activation=output_activation,
+            dropout=dropout,
+        )
         if reconstruction_loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(
                 f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}. "
@@ -134,7 +141,6 @@ class LatentAutoEncoder(ReconstructionDetector):
             )
         if int(mc_samples) < 1:
             raise ValueError(f"mc_samples must be >= 1. Received: mc_samples={mc_samples}")
-        check_dropout(dropout)
         if float(score_weight) < 0:
             raise ValueError(f"score_weight must be >= 0. Received: score_weight={score_weight}")
         if float(gradient_penalty) < 0:
@@ -146,14 +152,6 @@ class LatentAutoEncoder(ReconstructionDetector):
                 f"this {type(self).__name__} has no discriminator. Received: discriminator="
                 f"{discriminator!r}"
             )
-        self.architecture = architecture
-        self.hidden_units = check_units("hidden_units", hidden_units)
-        self.latent_dim = check_number("latent_dim", latent_dim, low=1, integer=True)
-        self.activation = activation
-        self.conv_filters = check_units("conv_filters", conv_filters)
-        self.kernel_size = check_number("kernel_size", kernel_size, low=1, integer=True)
-        self.output_activation = output_activation
-        self.dropout = float(dropout)
         self.prior_spec = prior if isinstance(prior, str) else None
         self.prior = prior_obj
         self.stochastic_encoder = bool(stochastic_encoder)
@@ -186,24 +184,9 @@ class LatentAutoEncoder(ReconstructionDetector):
     # ---------------------------------------------------------------- build
     def build_networks(self, feature_shape):
         if not self._user_networks:
-            if self.architecture == "mlp":
-                enc_cfg = {"hidden_units": self.hidden_units, "dropout": self.dropout}
-                dec_cfg = {"hidden_units": self.hidden_units[::-1], "dropout": self.dropout}
-            else:
-                enc_cfg = {"filters": self.conv_filters, "kernel_size": self.kernel_size}
-                dec_cfg = {"filters": self.conv_filters[::-1], "kernel_size": self.kernel_size}
+            # A stochastic encoder outputs the posterior's mean and log-variance.
             code = 2 * self.latent_dim if self.stochastic_encoder else self.latent_dim
-            self.encoder = build_encoder(
-                self.architecture, feature_shape, code, activation=self.activation, **enc_cfg
-            )
-            self.decoder = build_decoder(
-                self.architecture,
-                self.latent_dim,
-                feature_shape,
-                activation=self.activation,
-                output_activation=self.output_activation,
-                **dec_cfg,
-            )
+            self.encoder, self.decoder = self.network_spec.build(feature_shape, code_dim=code)
         if self.uses_discriminator and self.discriminator is None:
             self.discriminator = build_latent_discriminator(
                 self.latent_dim, hidden_units=self.discriminator_units
@@ -460,14 +443,6 @@ class LatentAutoEncoder(ReconstructionDetector):
     def get_config(self):
         config = super().get_config()
         config.update(
-            architecture=self.architecture,
-            hidden_units=list(self.hidden_units),
-            latent_dim=self.latent_dim,
-            activation=self.activation,
-            conv_filters=list(self.conv_filters),
-            kernel_size=self.kernel_size,
-            output_activation=self.output_activation,
-            dropout=self.dropout,
             prior=self.prior_spec or keras.saving.serialize_keras_object(self.prior),
             stochastic_encoder=self.stochastic_encoder,
             logvar_range=list(self.logvar_range),

@@ -10,14 +10,9 @@ from keras_deepad.losses import (
     reconstruction_error,
     standard_normal_nll,
 )
-from keras_deepad.models.auto_encoder import (
-    ReconstructionDetector,
-    _check_latent_dim,
-    check_dropout,
-)
-from keras_deepad.networks import build_decoder, build_encoder
+from keras_deepad.models.auto_encoder import ReconstructionDetector
 from keras_deepad.scores import generative as generative_scores
-from keras_deepad.utils.validation import check_number, check_range, check_units
+from keras_deepad.utils.validation import check_number, check_range
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 DECODER_VARIANCES = ("feature", "scalar", "fixed")
@@ -92,6 +87,15 @@ class VAE(ReconstructionDetector):
 
     score_methods = ("reconstruction", "reconstruction_probability", "elbo", "latent", "jacodeco")
     default_score_method = "reconstruction_probability"
+    network_arguments = (
+        "architecture",
+        "hidden_units",
+        "latent_dim",
+        "activation",
+        "conv_filters",
+        "kernel_size",
+        "dropout",
+    )
 
     def __init__(
         self,
@@ -122,13 +126,15 @@ class VAE(ReconstructionDetector):
             seed=seed,
             **kwargs,
         )
-        if architecture not in ("mlp", "conv"):
-            raise ValueError(
-                f"architecture must be 'mlp' or 'conv'. Received: architecture={architecture!r}"
-            )
-        _check_latent_dim(latent_dim)
-        if isinstance(latent_dim, str):
-            raise ValueError(f"VAE latent_dim must be an int. Received: {latent_dim!r}")
+        self.set_network_spec(
+            architecture=architecture,
+            hidden_units=hidden_units,
+            latent_dim=latent_dim,
+            activation=activation,
+            conv_filters=conv_filters,
+            kernel_size=kernel_size,
+            dropout=dropout,
+        )
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}. Received: {likelihood!r}")
         if decoder_variance not in DECODER_VARIANCES:
@@ -136,14 +142,6 @@ class VAE(ReconstructionDetector):
                 f"decoder_variance must be one of {DECODER_VARIANCES}. "
                 f"Received: {decoder_variance!r}"
             )
-        check_dropout(dropout)
-        self.architecture = architecture
-        self.hidden_units = check_units("hidden_units", hidden_units)
-        self.latent_dim = check_number("latent_dim", latent_dim, low=1, integer=True)
-        self.activation = activation
-        self.conv_filters = check_units("conv_filters", conv_filters)
-        self.kernel_size = check_number("kernel_size", kernel_size, low=1, integer=True)
-        self.dropout = float(dropout)
         self.likelihood = likelihood
         self.decoder_variance = decoder_variance
         self.beta = check_number("beta", beta, low=0)
@@ -158,25 +156,9 @@ class VAE(ReconstructionDetector):
 
     def build_networks(self, feature_shape):
         if not self._user_networks:
-            if self.architecture == "mlp":
-                enc_cfg = {"hidden_units": self.hidden_units, "dropout": self.dropout}
-                dec_cfg = {"hidden_units": self.hidden_units[::-1], "dropout": self.dropout}
-            else:
-                enc_cfg = {"filters": self.conv_filters, "kernel_size": self.kernel_size}
-                dec_cfg = {"filters": self.conv_filters[::-1], "kernel_size": self.kernel_size}
-            self.encoder = build_encoder(
-                self.architecture,
-                feature_shape,
-                2 * self.latent_dim,
-                activation=self.activation,
-                **enc_cfg,
-            )
-            self.decoder = build_decoder(
-                self.architecture,
-                self.latent_dim,
-                feature_shape,
-                activation=self.activation,
-                **dec_cfg,
+            # The encoder outputs the posterior's mean and log-variance.
+            self.encoder, self.decoder = self.network_spec.build(
+                feature_shape, code_dim=2 * self.latent_dim
             )
         var_shape = {"feature": feature_shape, "scalar": (), "fixed": ()}[self.decoder_variance]
         self.decoder_logvar = self.add_weight(
@@ -286,13 +268,6 @@ class VAE(ReconstructionDetector):
     def get_config(self):
         config = super().get_config()
         config.update(
-            architecture=self.architecture,
-            hidden_units=list(self.hidden_units),
-            latent_dim=self.latent_dim,
-            activation=self.activation,
-            conv_filters=list(self.conv_filters),
-            kernel_size=self.kernel_size,
-            dropout=self.dropout,
             likelihood=self.likelihood,
             decoder_variance=self.decoder_variance,
             beta=self.beta,

@@ -1,14 +1,14 @@
 """Encoders and decoders: functional Keras models without a loss.
 
 Detectors build their networks from a small config through `build_encoder`
-and `build_decoder`, or take user-supplied `keras.Model`s.
+and `build_decoder` (the autoencoder families through one `AutoEncoderSpec`),
+or take user-supplied `keras.Model`s.
 """
 
 from keras_deepad.networks.conv import build_conv_decoder, build_conv_encoder
 from keras_deepad.networks.critic import build_latent_discriminator
 from keras_deepad.networks.mlp import build_mlp_decoder, build_mlp_encoder
-
-ARCHITECTURES = ("mlp", "conv")
+from keras_deepad.networks.spec import ARCHITECTURES, AutoEncoderSpec
 
 
 def build_encoder(architecture, input_shape, output_dim, **config):
@@ -31,6 +31,7 @@ def build_decoder(architecture, latent_dim, output_shape, **config):
 
 __all__ = [
     "ARCHITECTURES",
+    "AutoEncoderSpec",
     "build_conv_decoder",
     "build_conv_encoder",
     "build_decoder",
