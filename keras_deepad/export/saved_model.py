@@ -18,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_deepad._version import __version__
-from keras_deepad.export.families import family_of
 from keras_deepad.models.base import SCORE_QUANTILES
 from keras_deepad.utils import scratch
 from keras_deepad.utils.validation import check_number
@@ -82,12 +81,12 @@ def edge_head(model):
     """
     from keras_deepad.edge import score_from_outputs
 
-    family_name, family = family_of(model)
-    head = family.edge_head(model, model.score_method)
+    family_name = model.export_family()
+    head = model.export_edge_head(model.score_method)
     if head is None:
-        hint = family.no_head_hint or (
-            "register an export family with an edge_head for it "
-            "(keras_deepad.export.register_export_family)"
+        hint = model.no_edge_head_hint or (
+            f"override {type(model).__name__}.export_edge_head to give it one "
+            "(see keras_deepad.models.AnomalyDetector.export_edge_head)"
         )
         return None, (
             f"the {family_name} export family has no host-scored head for "
@@ -100,8 +99,8 @@ def edge_head(model):
     if not _close(score_from_outputs(head.scoring, x_norm, outputs), want):
         return None, (
             f"the {family_name} edge head does not reproduce score_method="
-            f"{model.score_method!r} of {type(model).__name__}: register an export family "
-            "for it (keras_deepad.export.register_export_family)"
+            f"{model.score_method!r} of {type(model).__name__}: override "
+            f"{type(model).__name__}.export_edge_head for it"
         )
     return head, None
 
@@ -113,16 +112,15 @@ def _check_graph_score(model, score):
     if not _close(got, want):
         raise RuntimeError(
             f"the exported score of {type(model).__name__} (score_method="
-            f"{model.score_method!r}) differs from compute_scores: its export family is out "
-            "of date."
+            f"{model.score_method!r}) differs from compute_scores: its export_graph_score is "
+            "out of date."
         )
 
 
 def _signatures(model, head):
     """`{name: (fn, input_signature)}` of every SavedModel signature."""
     spec = tf.TensorSpec((None, *model.feature_shape), tf.float32, name=SERVING_INPUT)
-    _, family = family_of(model)
-    score = family.graph_score(model, model.score_method)
+    score = model.export_graph_score(model.score_method)
     _check_graph_score(model, score)
 
     def serve(x):
@@ -135,7 +133,7 @@ def _signatures(model, head):
         }
 
     endpoints = {"serving_default": (serve, spec)}
-    for name, fn in family.endpoints(model).items():
+    for name, fn in model.export_endpoints().items():
         endpoints[name] = (fn, spec)
     if head is not None:
         head_spec = tf.TensorSpec((None, *model.feature_shape), tf.float32, name=EDGE_HEAD_INPUT)
@@ -158,7 +156,7 @@ def _normalization(model) -> dict:
 def metadata(model, head=None, head_missing=None, signatures=()) -> dict:
     """What a server or an edge runtime needs to know besides the graph."""
     quantiles = np.asarray(keras.ops.convert_to_numpy(model.score_quantiles), dtype=float)
-    family_name, _ = family_of(model)
+    family_name = model.export_family()
     return {
         "keras_deepad_version": __version__,
         "tensorflow_version": tf.__version__,
@@ -195,15 +193,15 @@ def export_saved_model(model, base_dir="saved_models", name=None, version=None, 
 
     - `serving_default` -> `score`, `is_anomaly` (0/1 by the calibrated
       threshold) and `threshold`;
-    - the detector family's extra signatures (`keras_deepad.export.families`):
+    - the detector's extra signatures (its `export_endpoints()`):
       `reconstruct` -> `reconstruction` and `feature_scores` ->
       `feature_scores` (per-feature squared errors, normalised units) for
       reconstruction models, `embed` -> `embedding` for Deep SVDD and OC-NN,
       `member_scores` -> `member_scores` (standardised, one column per member)
       for a `DetectorEnsemble`;
     - `edge_head` (input `x_normalized`, already normalised) -> the tensors
-      the full-integer TFLite export runs, when the family defines a head for
-      the model's score method (the score is then finished on the host as
+      the full-integer TFLite export runs, when the detector's
+      `export_edge_head` has one for its score method (the score is then finished on the host as
       `assets.extra/keras_deepad.json["edge_head"]["scoring"]` says).
 
     A JSON file `assets.extra/keras_deepad.json` records the versions of

@@ -162,8 +162,8 @@ def _conversion_hint(source, signature, err) -> str:
     return (
         f"{source['class_name']} with score_method={source['score_method']!r} cannot be "
         f"converted to TFLite built-in ops ({signature!r} needs: {what}). Use a score method "
-        "without random or linear-algebra ops, scoring='host' if the family has an edge head, "
-        "or register an export family whose graph_score avoids them."
+        "without random or linear-algebra ops, scoring='host' if the detector has an edge head, "
+        "or override its export_graph_score to avoid them."
     )
 
 
@@ -228,9 +228,10 @@ def export_tflite(
           kernels), calibrated on `representative_data`, which must be normal
           training data. Anomalies lie outside the calibration range by
           definition, so a score computed in int8 saturates; the file instead
-          runs the family's *edge head* (the reconstruction in normalised
-          units, the embedding, the decoder outputs) and `keras_deepad.edge`
-          computes the score in float on the host.
+          runs the detector's *edge head* (its `export_edge_head`: the
+          reconstruction in normalised units, the embedding, the decoder
+          outputs) and `keras_deepad.edge` computes the score in float on
+          the host.
 
     Scoring:
         `"graph"`: the file takes raw input and outputs the score

@@ -6,6 +6,12 @@ from keras import ops
 
 from keras_deepad.layers.code_density import CodeDensity
 from keras_deepad.losses import feature_errors, percentile_mean, reconstruction_error
+from keras_deepad.models._export_hooks import (
+    EMBEDDING_HEADROOM,
+    RECONSTRUCTION_ERROR_METHODS,
+    EdgeHead,
+    floats,
+)
 from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
 from keras_deepad.networks.spec import (
     ARCHITECTURES,
@@ -111,7 +117,7 @@ class ReconstructionDetector(AnomalyDetector):
         super().__init_subclass__(**kwargs)
         # Each declared architecture argument reads the one spec (a read-only attribute).
         for name in cls.network_arguments:
-            if not isinstance(cls.__dict__.get(name), property):
+            if not isinstance(getattr(cls, name, None), property):
                 setattr(cls, name, _spec_property(name))
 
     def reduce_loss(self, per_sample, sample_weight=None):
@@ -230,6 +236,52 @@ class ReconstructionDetector(AnomalyDetector):
         self.require_built("feature_scores")
         fn = self.traced_function(("feature_scores",), self.compute_feature_scores)
         return self.run_batched(x, fn, batch_size, self.feature_shape)
+
+    # --------------------------------------------------------------- exports
+    def export_endpoints(self):
+        """`reconstruct` (input units) and `feature_scores` signatures on raw input."""
+        return {
+            "reconstruct": lambda x: {"reconstruction": self(x, training=False)},
+            "feature_scores": lambda x: {"feature_scores": self.compute_feature_scores(x)},
+        }
+
+    def export_edge_head(self, method):
+        """The reconstruction in normalised units (the host takes the error).
+
+        For `"hybrid"` also the code, and the host adds its Mahalanobis
+        distance (`CodeDensity`); `None` for a score that is not one of
+        these (a subclass's own score methods).
+        """
+        if method == "hybrid":
+            return self._hybrid_edge_head()
+        error = RECONSTRUCTION_ERROR_METHODS.get(method)
+        if error is None:
+            return None
+        return EdgeHead(
+            fn=lambda x_norm: {"reconstruction": self.reconstruct_normalised(x_norm)},
+            scoring={"kind": "reconstruction_error", "error": error, "output": "reconstruction"},
+        )
+
+    def _hybrid_edge_head(self):
+        density = self.code_density
+
+        def head(x_norm):
+            code, reconstruction = self.code_and_reconstruction(x_norm)
+            return {"reconstruction": reconstruction, "code": code}
+
+        return EdgeHead(
+            fn=head,
+            scoring={
+                "kind": "hybrid",
+                "output": "reconstruction",
+                "code_output": "code",
+                "mean": floats(density.mean),
+                "precision": floats(ops.reshape(density.precision, (-1,))),
+                "log_stats": floats(density.log_stats),
+            },
+            # The code grows with the anomaly: clipping it to the normal range would hide some.
+            calibration_headroom=EMBEDDING_HEADROOM,
+        )
 
     def network_graph_outputs(self, x):
         """The reconstruction (normalised units) of the encoder and decoder."""

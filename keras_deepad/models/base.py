@@ -9,6 +9,7 @@ import random
 import keras
 
 from keras_deepad.layers import FeatureScaler
+from keras_deepad.models._export_hooks import EXPORT_HOOKS, EdgeHead
 from keras_deepad.models._fit_helpers import (  # noqa: F401  (imported from here by the families)
     AUTO_STEPS_PER_EXECUTION,
     FAST_PATH_BYTES,
@@ -115,6 +116,42 @@ class AnomalyDetector(TrainingMixin, ScoringMixin, MultiWorkerFitMixin, keras.Mo
         self.loss_tracker = keras.metrics.Mean(name="loss")
         # Compiled score functions, kept out of Keras/TF attribute tracking.
         object.__setattr__(self, "_score_functions", {})
+
+    # ---------------------------------------------------------------- exports
+    # What `keras_deepad.export` asks of a detector (see `models/_export_hooks.py`).
+
+    #: What an int8 export suggests when `export_edge_head` has no head for the score
+    #: method (default: override `export_edge_head`).
+    no_edge_head_hint: str = ""
+
+    def export_endpoints(self) -> dict:
+        """Extra SavedModel signatures: `{name: fn(x) -> {output name: tensor}}` on raw `x`."""
+        return {}
+
+    def export_graph_score(self, method):
+        """`fn(x) -> scores` for `serving_default` and float TFLite (TFLite builtins only).
+
+        `compute_scores` unless the family needs a TFLite-compatible rewrite;
+        the export checks it against `compute_scores` on probe inputs.
+        """
+        return lambda x: self.compute_scores(x, method)
+
+    def export_edge_head(self, method) -> EdgeHead | None:
+        """The full-integer TFLite part of `method`'s score, or `None` (no int8 export).
+
+        An `EdgeHead`: a function of normalised inputs and the recipe
+        `keras_deepad.edge` scores its outputs with on the host; the export
+        keeps it only if that reproduces `compute_scores` on probe inputs.
+        """
+        return None
+
+    @classmethod
+    def export_family(cls) -> str:
+        """Name of the nearest class that defines an export hook (exports record it)."""
+        for klass in cls.__mro__:
+            if any(hook in vars(klass) for hook in EXPORT_HOOKS):
+                return klass.__name__
+        return cls.__name__
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):

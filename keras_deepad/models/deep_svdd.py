@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_deepad.losses.regularization import weight_penalty
+from keras_deepad.models._export_hooks import EMBEDDING_HEADROOM, EdgeHead, floats
 from keras_deepad.models.base import AnomalyDetector, FittedStateCallback, MultiWorkerFitMixin
 from keras_deepad.networks.bias_free import (
     build_bias_free_conv,
@@ -409,6 +410,25 @@ class DeepSVDD(AnomalyDetector):
     def compute_embedding(self, x, training=False):
         """`phi(x)` for a raw input batch."""
         return self.network(self.scaler(x), training=training)
+
+    # --------------------------------------------------------------- exports
+    def export_endpoints(self):
+        """An `embed` signature: `phi(x)` on raw input."""
+        return {"embed": lambda x: {"embedding": self.compute_embedding(x)}}
+
+    def export_edge_head(self, method):
+        """`phi` of the normalised input; the host takes `||e - c||^2` (`- R^2` for `boundary`)."""
+        radius = float(ops.convert_to_numpy(self.radius))
+        return EdgeHead(
+            fn=lambda x_norm: {"embedding": self.network(x_norm, training=False)},
+            scoring={
+                "kind": "center_distance",
+                "output": "embedding",
+                "center": floats(self.center),
+                "radius_squared": radius**2 if method == "boundary" else 0.0,
+            },
+            calibration_headroom=EMBEDDING_HEADROOM,
+        )
 
     def network_graph_outputs(self, x):
         """The embedding `phi(x)`, and the pretraining decoder's reconstruction when it exists."""

@@ -457,6 +457,34 @@ class DetectorEnsemble(AnomalyDetector):
     def call(self, x, training=False):
         return self.compute_member_scores(x)
 
+    # --------------------------------------------------------------- exports
+    no_edge_head_hint = (
+        "an ensemble is scored in one graph that combines its members' scores, and int8 "
+        "exports are scored on the host; export it with quantization='float32', 'float16' or "
+        "'dynamic-int8' (scoring='graph', which keras_deepad.edge also runs), or export each "
+        "member on its own for int8"
+    )
+
+    def _exported_member_scores(self):
+        """`fn(x) -> (batch, n_members)`: each member's own export graph score, standardised."""
+        member_fns = [m.export_graph_score(m.score_method) for m in self.members]
+        return lambda x: self.compute_member_scores(x, member_fns)
+
+    def export_endpoints(self):
+        """`member_scores`, and `feature_scores` when every member has them."""
+        member_scores = self._exported_member_scores()
+        endpoints = {"member_scores": lambda x: {"member_scores": member_scores(x)}}
+        if self.has_feature_scores:
+            endpoints["feature_scores"] = lambda x: {
+                "feature_scores": self.compute_feature_scores(x)
+            }
+        return endpoints
+
+    def export_graph_score(self, method):
+        """The members' export graph scores, standardised and combined."""
+        member_scores = self._exported_member_scores()
+        return lambda x: self.combine_scores(member_scores(x), method)
+
     def score(self, x, batch_size=None, method=None):
         self._require_standardized("score")
         return super().score(x, batch_size=batch_size, method=method)

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_deepad.losses.regularization import weight_penalty
+from keras_deepad.models._export_hooks import EMBEDDING_HEADROOM, EdgeHead, floats
 from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
 from keras_deepad.networks.precision import float32_model
 from keras_deepad.utils.validation import check_number
@@ -251,6 +252,40 @@ class OCNN(AnomalyDetector):
 
     def _outputs(self, x, training=False):
         return ops.matmul(self.compute_embedding(x, training=training), self.output_weights)
+
+    # --------------------------------------------------------------- exports
+    def export_endpoints(self):
+        """An `embed` signature: the features `g(V x)` on raw input."""
+        return {"embed": lambda x: {"embedding": self.compute_embedding(x)}}
+
+    def export_edge_head(self, method):
+        """The host takes `r - <w, g(V x)>`.
+
+        Linear and sigmoid `g`: the head is `g(V x)` of the normalised input.
+        Cosine features: the head is the phase `V x + b` and the host takes the
+        cosine (`cosine_margin`), since TFLite has no integer cosine (it would
+        run in float between a dequantise and a quantise).
+        """
+        scoring = {
+            "weights": floats(self.output_weights),
+            "offset": float(ops.convert_to_numpy(self.rho)),
+        }
+        if self.activation == "cos":
+            return EdgeHead(
+                fn=lambda x_norm: {"phase": self.preactivation_normalised(x_norm)},
+                scoring={
+                    "kind": "cosine_margin",
+                    "output": "phase",
+                    "scale": self.feature_scale,
+                    **scoring,
+                },
+                calibration_headroom=EMBEDDING_HEADROOM,
+            )
+        return EdgeHead(
+            fn=lambda x_norm: {"embedding": self.embed_normalised(x_norm)},
+            scoring={"kind": "linear_margin", "output": "embedding", **scoring},
+            calibration_headroom=EMBEDDING_HEADROOM,
+        )
 
     def network_graph_outputs(self, x):
         """The features `g(V x)` and the output `<w, g(V x)>`."""

@@ -10,11 +10,14 @@ from keras_deepad.losses import (
     reconstruction_error,
     standard_normal_nll,
 )
+from keras_deepad.models._export_hooks import EMBEDDING_HEADROOM, EdgeHead, floats
 from keras_deepad.models.auto_encoder import ReconstructionDetector
 from keras_deepad.scores import generative as generative_scores
 from keras_deepad.utils.validation import check_number, check_range
 
 LIKELIHOODS = ("gaussian", "bernoulli")
+#: Score methods that average the likelihood over Monte-Carlo draws of the posterior.
+MONTE_CARLO_METHODS = ("reconstruction_probability", "elbo")
 DECODER_VARIANCES = ("feature", "scalar", "fixed")
 #: Bounds of the Gaussian decoder's log-variance: keeps the likelihood finite
 #: on features the model reconstructs (almost) exactly.
@@ -258,6 +261,69 @@ class VAE(ReconstructionDetector):
         if method == "reconstruction_probability":
             return nll
         return nll + gaussian_kl(mu, logvar)  # "elbo"
+
+    # --------------------------------------------------------------- exports
+    def score_noise(self):
+        """The fixed score draws `eps_l` of `mc_nll`, shape `(L, latent_dim)`, as an array.
+
+        `mc_nll` draws them with a stateless op from `score_seed`; evaluating
+        it once gives exports the same values without a random op in the graph.
+        """
+        eps = generative_scores.monte_carlo_noise(self.mc_samples, self.latent_dim, self.score_seed)
+        return np.asarray(ops.convert_to_numpy(eps), dtype=np.float32)
+
+    def export_graph_score(self, method):
+        """The Monte-Carlo scores with `score_noise()` baked in (TFLite has no stateless RNG)."""
+        if method not in MONTE_CARLO_METHODS:
+            return super().export_graph_score(method)
+        eps = self.score_noise()
+
+        def score(x):
+            x_scaled = self.scaler(x)
+            mu, logvar = self.posterior(x_scaled)
+            nll = self.mc_nll(x_scaled, mu, logvar, eps=eps)
+            return nll if method == "reconstruction_probability" else nll + gaussian_kl(mu, logvar)
+
+        return score
+
+    def export_edge_head(self, method):
+        """Reconstruction (`"reconstruction"`), `mu` (`"latent"`) or the decoded draws.
+
+        For the Monte-Carlo scores the head outputs the decoder outputs of
+        `z_l = mu + sigma * eps_l` (`score_noise()`), `mu` and `logvar`;
+        the host takes the likelihood (and KL). `"jacodeco"` has none.
+        """
+        if method == "reconstruction":
+            return super().export_edge_head(method)
+        if method == "latent":
+            return EdgeHead(
+                fn=lambda x_norm: {"mu": self.posterior(x_norm)[0]},
+                scoring={"kind": "standard_normal_nll", "output": "mu"},
+                calibration_headroom=EMBEDDING_HEADROOM,
+            )
+        if method not in MONTE_CARLO_METHODS:
+            return None
+        eps = self.score_noise()
+
+        def head(x_norm):
+            mu, logvar = self.posterior(x_norm)
+            z = (
+                mu[:, None, :]
+                + ops.exp(0.5 * logvar)[:, None, :] * ops.convert_to_tensor(eps)[None]
+            )
+            decoded = self.decoder(ops.reshape(z, (-1, self.latent_dim)))
+            decoded = ops.reshape(decoded, (-1, self.mc_samples, *self.feature_shape))
+            return {"decoded": decoded, "mu": mu, "logvar": logvar}
+
+        scoring = {
+            "kind": "vae_monte_carlo",
+            "likelihood": self.likelihood,
+            "include_kl": method == "elbo",
+            "outputs": {"decoded": "decoded", "mu": "mu", "logvar": "logvar"},
+        }
+        if self.likelihood == "gaussian":
+            scoring["decoder_logvar"] = floats(self.clipped_decoder_logvar())
+        return EdgeHead(fn=head, scoring=scoring)
 
     def encode(self, x, batch_size=None):
         """Posterior means `mu` of `x`, shape `(n_samples, latent_dim)`."""

@@ -192,15 +192,61 @@ def test_a_score_method_without_head_says_so(zoo, tmp_path):
         assert head is None and "discriminator" in missing
         path = export_saved_model(model, tmp_path, "aae")
         meta = json.loads((path / "assets.extra" / METADATA_FILE).read_text())
-        assert (
-            meta["edge_head"] is None and "register an export family" in meta["edge_head_missing"]
-        )
+        assert meta["edge_head"] is None and "AAE.export_edge_head" in meta["edge_head_missing"]
         with pytest.raises(ValueError, match="cannot be scored on the host"):
             export_tflite(
                 path, tmp_path / "a.tflite", quantization="int8", representative_data=[[0] * 16]
             )
     finally:
         model.score_method = original
+
+
+class DoubledAE(AE):
+    """A detector of its own: twice the mse, an extra endpoint, no int8 head of its own."""
+
+    head_kind = "none"
+
+    def compute_scores(self, x, method):
+        return 2.0 * super().compute_scores(x, "mse")
+
+    def export_endpoints(self):
+        code = {"code": lambda x: {"code": self.encoder(self.scaler(x))}}
+        return {**super().export_endpoints(), **code}
+
+    def export_edge_head(self, method):
+        # "wrong": the plain mse head, whose host score is half the detector's.
+        return super().export_edge_head("mse") if self.head_kind == "wrong" else None
+
+
+def test_a_new_detector_exports_through_its_own_hooks(tmp_path):
+    x = np.random.default_rng(0).normal(size=(64, 5)).astype("float32")
+    model = DoubledAE(hidden_units=(8,), latent_dim=2, score_method="mse", seed=0)
+    model.compile()
+    model.fit(x, epochs=1, verbose=0)
+    model.calibrate(x)
+    assert type(model).export_family() == "DoubledAE"
+    # A head whose host score is not the detector's (the mse, not twice it) is left out.
+    model.head_kind = "wrong"
+    head, missing = edge_head(model)
+    assert (
+        head is None
+        and "does not reproduce" in missing
+        and "DoubledAE.export_edge_head" in missing
+    )
+    model.head_kind = "none"
+    head, missing = edge_head(model)
+    assert head is None and "DoubledAE.export_edge_head" in missing
+    path = export_saved_model(model, tmp_path, "doubled")
+    meta = json.loads((path / "assets.extra" / METADATA_FILE).read_text())
+    assert meta["export_family"] == "DoubledAE"
+    assert {"code", "reconstruct", "feature_scores"} <= set(meta["signatures"])
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    served = loaded.signatures["serving_default"](x=tf.constant(x[:8]))["score"].numpy()
+    np.testing.assert_allclose(served, model.score(x[:8]), rtol=1e-5)
+    code = loaded.signatures["code"](x=tf.constant(x[:8]))["code"].numpy()
+    np.testing.assert_allclose(code, model.encode(x[:8]), rtol=1e-5, atol=1e-6)
 
 
 def test_existing_version_is_protected_and_failures_leave_nothing(zoo, tmp_path, monkeypatch):
@@ -238,10 +284,8 @@ def test_unfitted_and_bad_names(zoo, tmp_path):
             export_saved_model(zoo["ae"].model, tmp_path, name)
 
 
-def test_families_table_covers_the_test_zoo():
-    from keras_deepad.export.families import family_of
-
-    names = {f: family_of(factory())[0] for f, factory in FAMILIES.items()}
+def test_export_families_of_the_test_zoo():
+    names = {f: type(factory()).export_family() for f, factory in FAMILIES.items()}
     assert names == {
         "ae": "ReconstructionDetector",
         "vae": "VAE",
