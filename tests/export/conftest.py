@@ -9,27 +9,11 @@ import numpy as np
 import pytest
 
 from keras_deepad.export import export_saved_model, export_tflite
-from keras_deepad.models import AAE, AE, OCNN, VAE, WAE, DeepSVDD
+from tests.detectors import factories
 
-# Dense layers of 64 units on the 16 blobs features: 1024-element kernels, the smallest
-# that the TFLite converter quantises (it leaves smaller weights in float).
-FAMILIES = {
-    "ae": lambda: AE(hidden_units=(64,), latent_dim=4, seed=0),
-    # The Monte-Carlo ELBO: constant score noise in the graph, decoder samples on the host.
-    "vae": lambda: VAE(hidden_units=(64,), latent_dim=3, mc_samples=8, score_method="elbo", seed=0),
-    "deep_svdd": lambda: DeepSVDD(
-        objective="soft-boundary",
-        hidden_units=(64,),
-        rep_dim=8,
-        pretrain_epochs=1,
-        warm_up_epochs=1,
-        seed=0,
-    ),
-    "ocnn": lambda: OCNN(hidden_units=64, seed=0),
-    "aae": lambda: AAE(hidden_units=(64,), latent_dim=3, seed=0),
-    # The plain reconstruction error (the autoencoders above score "hybrid", their default).
-    "wae": lambda: WAE(hidden_units=(64,), latent_dim=3, score_method="reconstruction", seed=0),
-}
+#: One detector per family from the one test table (`tests/detectors.py`), sized for
+#: quantisation, named by artifact.
+FAMILIES = factories("export")
 #: Families whose scores cross 0 (a margin, `distance - R^2`, the autoencoders' "hybrid" sum
 #: of standardised logs): relative tolerances get an absolute floor of the same size times
 #: the largest |score|.

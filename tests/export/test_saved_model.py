@@ -229,9 +229,7 @@ def test_a_new_detector_exports_through_its_own_hooks(tmp_path):
     model.head_kind = "wrong"
     head, missing = edge_head(model)
     assert (
-        head is None
-        and "does not reproduce" in missing
-        and "DoubledAE.export_edge_head" in missing
+        head is None and "does not reproduce" in missing and "DoubledAE.export_edge_head" in missing
     )
     model.head_kind = "none"
     head, missing = edge_head(model)

@@ -30,17 +30,14 @@ from keras_deepad import __version__  # noqa: E402
 from keras_deepad.data import load_builtin  # noqa: E402
 from keras_deepad.edge import EdgeDetector  # noqa: E402
 from keras_deepad.export import export_tflite  # noqa: E402
-from keras_deepad.models import AAE, AE, OCNN, VAE, WAE, DeepSVDD  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-FAMILIES = {
-    "ae": lambda: AE(hidden_units=(8,), latent_dim=2, seed=0),
-    "vae": lambda: VAE(hidden_units=(8,), latent_dim=2, mc_samples=4, score_method="elbo", seed=0),
-    "deep_svdd": lambda: DeepSVDD(hidden_units=(8,), rep_dim=4, pretrain_epochs=1, seed=0),
-    "ocnn": lambda: OCNN(hidden_units=8, seed=0),
-    "aae": lambda: AAE(hidden_units=(8,), latent_dim=2, discriminator_units=(8,), seed=0),
-    "wae": lambda: WAE(hidden_units=(8,), latent_dim=2, seed=0),
-}
+sys.path.insert(0, str(HERE.parents[1]))  # the repository root, for `tests.detectors`
+
+from tests.detectors import factories  # noqa: E402
+
+#: The golden cases of the one test table (`tests/detectors.py`), named by artifact.
+FAMILIES = factories("golden")
 FORMATS = ("float32", "int8")
 
 

@@ -7,45 +7,17 @@ from sklearn.metrics import roc_auc_score
 
 from keras_deepad import plot
 from keras_deepad.models import (
-    AAE,
-    AE,
     OCNN,
     VAE,
-    WAE,
     DeepSVDD,
     DetectorEnsemble,
     ReconstructionDetector,
 )
-from keras_deepad.registry import get_detector
 from tests import contract
+from tests.detectors import factories
 
-FACTORIES = {
-    "ae": lambda: AE(hidden_units=(32, 16), latent_dim=4, seed=0),
-    "ae-seed": lambda: get_detector("ae-seed", seed=0),
-    "ae-borghesi": lambda: get_detector("ae-borghesi", seed=0),
-    "ae-denoising": lambda: get_detector("ae-denoising", hidden_units=(32,), seed=0),
-    "ae-robust": lambda: get_detector("ae-robust", hidden_units=(32,), latent_dim=4, seed=0),
-    "vae": lambda: VAE(hidden_units=(32, 16), latent_dim=4, seed=0),
-    "vae-bernoulli": lambda: get_detector("vae-bernoulli", hidden_units=(32,), seed=0),
-    "deep-svdd": lambda: get_detector("deep-svdd", hidden_units=(16,), rep_dim=8, seed=0),
-    "deep-svdd-soft": lambda: get_detector(
-        "deep-svdd-soft", hidden_units=(16,), rep_dim=8, warm_up_epochs=1, seed=0
-    ),
-    "ocnn": lambda: get_detector("ocnn", hidden_units=8, seed=0),
-    "aae": lambda: AAE(hidden_units=(32, 16), latent_dim=4, prior="normal", seed=0),
-    "wae-mmd": lambda: WAE(hidden_units=(32, 16), latent_dim=4, prior="normal", seed=0),
-    "wae-gan": lambda: WAE(
-        penalty="gan", hidden_units=(32, 16), latent_dim=4, prior="normal", seed=0
-    ),
-    "ensemble": lambda: get_detector(
-        "ensemble",
-        members=[
-            AE(hidden_units=(16,), latent_dim=4, seed=0),
-            get_detector("deep-svdd", hidden_units=(16,), rep_dim=8, pretrain_epochs=1, seed=0),
-        ],
-        seed=0,
-    ),
-}
+#: Every detector of the one test table (`tests/detectors.py`), sized for the contract.
+FACTORIES = factories("contract")
 
 
 @pytest.fixture(scope="module", params=sorted(FACTORIES))
