@@ -6,7 +6,7 @@ import pytest
 
 from keras_deepad.models import AE
 from keras_deepad.registry import get_detector, get_spec
-from tests.contract import auroc
+from tests.contract import auroc, run_detector_test
 
 
 def test_auroc_floor_on_generated_data(blobs):
@@ -162,3 +162,19 @@ def test_labels_are_ignored_with_a_warning(blobs):
         warnings.simplefilter("always")
         model.fit(blobs.x_train[:64], np.zeros(64), epochs=1, verbose=0)
     assert any("y is ignored" in str(w.message) for w in caught)
+
+
+def test_contract_of_an_overcomplete_mae_autoencoder(blobs, tmp_path):
+    """The whole contract on a variant the shared table does not hold."""
+    run_detector_test(
+        lambda: AE(
+            hidden_units=(16,),
+            latent_dim="1x",
+            latent_activation=None,
+            loss="mae",
+            normalization="minmax",
+            seed=0,
+        ),
+        blobs,
+        tmp_path,
+    )

@@ -327,3 +327,14 @@ def test_compile_defaults_to_the_architectures_learning_rate(architecture, rate)
     model.compile()
     assert isinstance(model.optimizer, keras.optimizers.Adam)
     assert float(model.optimizer.learning_rate) == pytest.approx(rate)
+
+
+def test_contract_of_deep_svdd_without_batch_norm(blobs, tmp_path):
+    """The whole contract on a variant the shared table does not hold."""
+    contract.run_detector_test(
+        lambda: DeepSVDD(
+            hidden_units=(16,), rep_dim=8, batch_norm=False, pretrain_epochs=1, seed=0
+        ),
+        blobs,
+        tmp_path,
+    )

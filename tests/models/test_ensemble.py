@@ -15,6 +15,7 @@ from keras_deepad.export.saved_model import METADATA_FILE
 from keras_deepad.models import AE, OCNN, VAE, DeepSVDD, DetectorEnsemble, default_members
 from keras_deepad.models.ensemble import _location_scale
 from keras_deepad.registry import get_detector, train_detector
+from tests.contract import run_detector_test
 from tests.export.conftest import EVAL_BATCH
 
 
@@ -317,3 +318,16 @@ def test_registry_preset_default_members_and_top_level_access():
     assert [type(m) for m in default_members()] == [type(m) for m in model.members]
     clone = DetectorEnsemble.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
+
+
+def test_contract_of_a_max_ensemble(blobs, tmp_path):
+    """The whole contract on a variant the shared table does not hold."""
+    run_detector_test(
+        lambda: DetectorEnsemble(
+            members=[AE(hidden_units=(16,), latent_dim=4, seed=0), OCNN(hidden_units=16, seed=1)],
+            combine="max",
+            seed=0,
+        ),
+        blobs,
+        tmp_path,
+    )

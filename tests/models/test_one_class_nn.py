@@ -251,3 +251,8 @@ def test_digits_one_class(digit):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         OCNN(**kwargs)
+
+
+def test_contract_of_ocnn_with_small_nu(blobs, tmp_path):
+    """The whole contract on a variant the shared table does not hold."""
+    contract.run_detector_test(lambda: OCNN(hidden_units=32, nu=0.1, seed=0), blobs, tmp_path)

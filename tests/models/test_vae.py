@@ -7,7 +7,7 @@ import pytest
 from keras_deepad.data import load_builtin
 from keras_deepad.layers import Reparameterization
 from keras_deepad.models import VAE
-from tests.contract import auroc
+from tests.contract import auroc, run_detector_test
 
 
 def test_reparameterization_layer():
@@ -244,3 +244,12 @@ def test_dense_gaussian_vae_trains_on_images(rng):
     assert model.decoder_logvar.shape == (8, 8, 1)
     scores = model.score(x)
     assert scores.shape == (64,) and np.isfinite(scores).all()
+
+
+def test_contract_of_a_vae_with_one_decoder_variance(blobs, tmp_path):
+    """The whole contract on a variant the shared table does not hold."""
+    run_detector_test(
+        lambda: VAE(hidden_units=(16,), latent_dim=3, decoder_variance="scalar", seed=0),
+        blobs,
+        tmp_path,
+    )

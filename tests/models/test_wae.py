@@ -8,7 +8,7 @@ from keras import ops
 from keras_deepad.losses import MMD_SCALES
 from keras_deepad.models import WAE
 from keras_deepad.priors import StandardNormal
-from tests.contract import auroc
+from tests.contract import auroc, run_detector_test
 from tests.models.test_aae import FAST, check_scores_against_numpy, minmax, mmd_to_prior
 
 #: Tolstikhin et al.'s reference code sums the IMQ kernel over C = C_base * these.
@@ -242,3 +242,13 @@ def test_lambda_weights_the_penalty(blobs):
 def test_constructor_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         WAE(**kwargs)
+
+
+def test_contract_of_a_wae_with_the_rbf_kernel(blobs, tmp_path):
+    """The whole contract on a variant the shared table does not hold."""
+    run_detector_test(
+        lambda: WAE(hidden_units=(16,), latent_dim=3, kernel="rbf", seed=0),
+        blobs,
+        tmp_path,
+        far={"latent": 10.0},
+    )
