@@ -48,6 +48,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from keras_deepad.choices import BEAM_INPUT_FORMATS as INPUT_FORMATS
+
 # Importing Beam logs a warning about BigQuery clients through the root logger, which
 # would install a stderr handler on it (logging.basicConfig): send it nowhere instead.
 _root_logger, _no_output = logging.getLogger(), logging.NullHandler()
@@ -94,7 +96,7 @@ __all__ = [
     "run_scoring",
 ]
 
-INPUT_FORMATS = ("csv", "tfrecord", "parquet")
+
 #: Short runner names accepted by `run_scoring` (any other name is passed to Beam as is).
 RUNNERS = {
     "direct": "DirectRunner",

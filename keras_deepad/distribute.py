@@ -34,7 +34,8 @@ import os
 import keras
 import tensorflow as tf
 
-STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+from keras_deepad.choices import STRATEGIES
+
 #: Gradients up to this size travel in one collective all-reduce per step.
 PACK_BYTES = 32 * 2**20
 

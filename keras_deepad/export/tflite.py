@@ -13,6 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_deepad._version import __version__
+from keras_deepad.choices import QUANTIZATIONS
+from keras_deepad.choices import TFLITE_SCORINGS as SCORINGS
 from keras_deepad.edge import FORMAT_VERSION, metadata_path, seal_metadata
 from keras_deepad.export.saved_model import (
     METADATA_FILE,
@@ -23,8 +25,6 @@ from keras_deepad.models.base import SCORE_QUANTILES
 from keras_deepad.utils.scratch import scratch_dir, write_all_atomically
 from keras_deepad.utils.validation import check_array
 
-QUANTIZATIONS = ("float32", "float16", "dynamic-int8", "int8")
-SCORINGS = ("auto", "graph", "host")
 #: Largest relative difference between a float32 TFLite file and its SavedModel
 #: accepted at export (a silent conversion failure gives NaN or garbage instead).
 _FLOAT32_RTOL = 1e-4

@@ -16,7 +16,8 @@ import dataclasses
 import numpy as np
 from keras import ops
 
-AGGREGATES = ("mean", "median", "min", "max")
+from keras_deepad.choices import AGGREGATES
+
 METRICS = ("euclidean", "sqeuclidean")
 
 __all__ = ["AGGREGATES", "METRICS", "GroupAnomalies", "aggregate_posterior", "group_anomalies"]
