@@ -162,6 +162,10 @@ def add_model_file(p, required=True, help="a .keras file written by train"):
     p.add_argument("--model-file", required=required, default=None, help=help)
 
 
+def add_method(p, help):
+    p.add_argument("--method", default=None, help=help)
+
+
 def add_output(p, help):
     p.add_argument("--output", default=None, help=help)
 
@@ -231,11 +235,7 @@ def _add_score(sub):
     p = sub.add_parser("score", help="score data with a saved model (one line per sample)")
     add_common(p)
     add_model_file(p)
-    p.add_argument(
-        "--method",
-        default=None,
-        help="score method (default: the model's; e.g. hybrid, mse, mae, max for AE)",
-    )
+    add_method(p, "score method (default: the model's; e.g. hybrid, mse, mae, max for AE)")
     add_batch_size(p, "scoring batch size")
     add_output(p, "write score[,is_anomaly] CSV here")
     p.set_defaults(func=commands.cmd_score)
@@ -245,11 +245,7 @@ def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="AUROC, AUPRC, F1, precision@n of a saved model")
     add_common(p)
     add_model_file(p)
-    p.add_argument(
-        "--method",
-        default=None,
-        help="score method to evaluate (default: the model's; threshold metrics only for it)",
-    )
+    add_method(p, "score method to evaluate (default: the model's; threshold metrics only for it)")
     p.add_argument(
         "--plot",
         default=None,

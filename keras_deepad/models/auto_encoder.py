@@ -15,6 +15,7 @@ from keras_deepad.models._export_hooks import (
 from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
 from keras_deepad.networks.spec import (
     ARCHITECTURES,
+    COMMON_ARGUMENTS,
     SEED_ARCHITECTURE,
     AutoEncoderSpec,
 )
@@ -373,16 +374,10 @@ class AE(ReconstructionDetector):
     score_methods = ("hybrid", "mse", "mae", "max")
     default_score_method = "hybrid"
     network_arguments = (
-        "architecture",
-        "hidden_units",
-        "latent_dim",
-        "activation",
+        *COMMON_ARGUMENTS,
         "latent_activation",
         "latent_l1",
         "output_activation",
-        "conv_filters",
-        "kernel_size",
-        "dropout",
     )
     architectures = (*ARCHITECTURES, SEED_ARCHITECTURE)
     error_score_method = "mse"

@@ -11,6 +11,7 @@ from keras_deepad.losses import gaussian_nll, reconstruction_error
 from keras_deepad.models.auto_encoder import ReconstructionDetector
 from keras_deepad.models.base import batch_weight
 from keras_deepad.networks import build_latent_discriminator
+from keras_deepad.networks.spec import COMMON_ARGUMENTS
 from keras_deepad.priors import get_prior
 from keras_deepad.scores import generative as gen_scores
 from keras_deepad.utils.replicas import global_draw
@@ -69,16 +70,7 @@ class LatentAutoEncoder(ReconstructionDetector):
     #: Every score method of the family; an instance lists those it supports.
     score_methods = ALL_SCORE_METHODS
     default_score_method = "hybrid"
-    network_arguments = (
-        "architecture",
-        "hidden_units",
-        "latent_dim",
-        "activation",
-        "conv_filters",
-        "kernel_size",
-        "output_activation",
-        "dropout",
-    )
+    network_arguments = (*COMMON_ARGUMENTS, "output_activation")
     error_score_method = "reconstruction"
     uses_discriminator = False
     #: Optimizers besides `optimizer`: attribute name -> Adam arguments of the default.

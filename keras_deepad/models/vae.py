@@ -12,6 +12,7 @@ from keras_deepad.losses import (
 )
 from keras_deepad.models._export_hooks import EMBEDDING_HEADROOM, EdgeHead, floats
 from keras_deepad.models.auto_encoder import ReconstructionDetector
+from keras_deepad.networks.spec import COMMON_ARGUMENTS
 from keras_deepad.scores import generative as generative_scores
 from keras_deepad.utils.validation import check_number, check_range
 
@@ -90,15 +91,7 @@ class VAE(ReconstructionDetector):
 
     score_methods = ("reconstruction", "reconstruction_probability", "elbo", "latent", "jacodeco")
     default_score_method = "reconstruction_probability"
-    network_arguments = (
-        "architecture",
-        "hidden_units",
-        "latent_dim",
-        "activation",
-        "conv_filters",
-        "kernel_size",
-        "dropout",
-    )
+    network_arguments = COMMON_ARGUMENTS
 
     def __init__(
         self,

@@ -20,6 +20,16 @@ from keras_deepad.networks.conv import build_conv_decoder, build_conv_encoder
 from keras_deepad.networks.mlp import build_mlp_decoder, build_mlp_encoder
 from keras_deepad.utils.validation import check_number, check_units
 
+#: The architecture arguments every autoencoder family takes (a family may add others).
+COMMON_ARGUMENTS = (
+    "architecture",
+    "hidden_units",
+    "latent_dim",
+    "activation",
+    "conv_filters",
+    "kernel_size",
+    "dropout",
+)
 #: What every autoencoder family accepts as `architecture`.
 ARCHITECTURES = ("mlp", "conv")
 #: The one-hidden-layer form `min ||X - f(XU)V||_F^2` (sigmoid `f`, no biases), `AE` only.
