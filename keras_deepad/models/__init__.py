@@ -2,7 +2,7 @@
 
 from keras_deepad.models.adversarial_auto_encoder import AAE
 from keras_deepad.models.auto_encoder import AE, ReconstructionDetector
-from keras_deepad.models.base import AnomalyDetector
+from keras_deepad.models.base import AnomalyDetector, Declaration
 from keras_deepad.models.deep_svdd import DeepSVDD
 from keras_deepad.models.ensemble import DetectorEnsemble, default_members
 from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder
@@ -14,6 +14,7 @@ __all__ = [
     "AAE",
     "AE",
     "AnomalyDetector",
+    "Declaration",
     "DeepSVDD",
     "DetectorEnsemble",
     "LatentAutoEncoder",

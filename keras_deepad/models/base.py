@@ -30,6 +30,34 @@ from keras_deepad.models._training import TrainingMixin
 from keras_deepad.utils import scratch
 
 
+class Declaration:
+    """A class-level declaration that each instance may narrow through a documented hook.
+
+    On the class, `Class.name` is the declared value: what any instance of
+    the class may offer. On an instance, `instance.name` is
+    `instance.narrow_<name>(declared)`, the hook the class defines to say
+    what this instance offers (e.g. a WAE with the MMD penalty has no
+    discriminator, so neither its score nor its optimizer). Read-only.
+    """
+
+    def __init__(self, value):
+        self.value = value
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self.value
+        return getattr(instance, f"narrow_{self.name}")(self.value)
+
+    def __set__(self, instance, value):
+        raise AttributeError(
+            f"{self.name} is declared by the class and narrowed by narrow_{self.name}(); "
+            "it cannot be set on an instance."
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_deepad")
 class AnomalyDetector(TrainingMixin, ScoringMixin, MultiWorkerFitMixin, keras.Model):
     """Base class of all detectors: fit, score, calibrate, flag.
@@ -90,11 +118,9 @@ class AnomalyDetector(TrainingMixin, ScoringMixin, MultiWorkerFitMixin, keras.Mo
                 f"Received: normalization={normalization!r}"
             )
         score_method = score_method or self.default_score_method
-        if score_method not in self.score_methods:
-            raise ValueError(
-                f"score_method must be one of {self.score_methods}. "
-                f"Received: score_method={score_method!r}"
-            )
+        # Against the class's declaration here; a family whose instances narrow it calls
+        # check_score_method() once what narrows it is set.
+        self._refuse_score_method(score_method, type(self).score_methods)
         self.normalization = normalization
         self.score_method = score_method
         self.seed = seed
@@ -116,6 +142,22 @@ class AnomalyDetector(TrainingMixin, ScoringMixin, MultiWorkerFitMixin, keras.Mo
         self.loss_tracker = keras.metrics.Mean(name="loss")
         # Compiled score functions, kept out of Keras/TF attribute tracking.
         object.__setattr__(self, "_score_functions", {})
+
+    @staticmethod
+    def _refuse_score_method(method, methods):
+        if method not in methods:
+            raise ValueError(
+                f"score_method must be one of {tuple(methods)}. Received: score_method={method!r}"
+            )
+
+    def check_score_method(self):
+        """Refuses a `score_method` this instance does not offer (see `score_methods`).
+
+        The constructor checks the method against the class's declaration; a
+        family whose instances narrow `score_methods` (a `Declaration`) calls
+        this at the end of its constructor, once what narrows them is set.
+        """
+        self._refuse_score_method(self.score_method, self.score_methods)
 
     # ---------------------------------------------------------------- exports
     # What `keras_deepad.export` asks of a detector (see `models/_export_hooks.py`).

@@ -9,7 +9,7 @@ from keras import ops
 from keras_deepad.layers import Reparameterization
 from keras_deepad.losses import gaussian_nll, reconstruction_error
 from keras_deepad.models.auto_encoder import ReconstructionDetector
-from keras_deepad.models.base import batch_weight
+from keras_deepad.models.base import Declaration, batch_weight
 from keras_deepad.networks import build_latent_discriminator
 from keras_deepad.networks.spec import COMMON_ARGUMENTS
 from keras_deepad.priors import get_prior
@@ -67,8 +67,9 @@ class LatentAutoEncoder(ReconstructionDetector):
       the training reconstruction errors.
     """
 
-    #: Every score method of the family; an instance lists those it supports.
-    score_methods = ALL_SCORE_METHODS
+    #: Every score method of the family; an instance offers those its prior and
+    #: discriminator allow (`narrow_score_methods`).
+    score_methods = Declaration(ALL_SCORE_METHODS)
     default_score_method = "hybrid"
     network_arguments = (*COMMON_ARGUMENTS, "output_activation")
     error_score_method = "reconstruction"
@@ -109,10 +110,6 @@ class LatentAutoEncoder(ReconstructionDetector):
         **kwargs,
     ):
         prior_obj = get_prior(prior)
-        # Which scores exist depends on the instance (a discriminator, a prior density).
-        object.__setattr__(
-            self, "score_methods", self.available_score_methods(prior_obj, self.uses_discriminator)
-        )
         super().__init__(
             normalization=normalization, score_method=score_method, seed=seed, **kwargs
         )
@@ -158,9 +155,16 @@ class LatentAutoEncoder(ReconstructionDetector):
         self._user_discriminator = discriminator is not None
         self.sampler = Reparameterization(logvar_range=self.logvar_range, seed=seed, name="sampler")
         self.prior_seed = keras.random.SeedGenerator(seed)
+        self.check_score_method()
         # Integer seed of the fixed Monte-Carlo draws used when scoring.
         self.score_seed = 0 if seed is None else int(seed)
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+
+    def narrow_score_methods(self, declared):
+        """`"latent"` and `"jacodeco"` need a prior with a density; `"discriminator"` and
+        `"combined"` a discriminator (`uses_discriminator`)."""
+        available = self.available_score_methods(self.prior, self.uses_discriminator)
+        return tuple(m for m in available if m in declared)
 
     @staticmethod
     def available_score_methods(prior, has_discriminator):

@@ -3,7 +3,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_deepad.losses.mmd import KERNELS, MMD_SCALES, mmd
-from keras_deepad.models.base import batch_weight, weighted_mean
+from keras_deepad.models.base import Declaration, batch_weight, weighted_mean
 from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder
 from keras_deepad.utils.replicas import gather_batch
 from keras_deepad.utils.validation import check_number
@@ -74,6 +74,18 @@ class WAE(LatentAutoEncoder):
         ICLR 2018.
     """
 
+    #: A WAE may train a latent discriminator (`penalty="gan"`); with MMD it has none.
+    uses_discriminator = Declaration(True)
+    extra_optimizers = Declaration(
+        {"discriminator_optimizer": {"learning_rate": 1e-3, "beta_1": 0.5}}
+    )
+
+    def narrow_uses_discriminator(self, declared):
+        return declared and self.penalty == "gan"
+
+    def narrow_extra_optimizers(self, declared):
+        return declared if self.penalty == "gan" else {}
+
     def __init__(
         self,
         penalty="mmd",
@@ -88,15 +100,8 @@ class WAE(LatentAutoEncoder):
     ):
         if penalty not in PENALTIES:
             raise ValueError(f"penalty must be one of {PENALTIES}. Received: penalty={penalty!r}")
-        # Set before the base constructor: the penalty decides the networks and score methods.
-        object.__setattr__(self, "uses_discriminator", penalty == "gan")
-        object.__setattr__(
-            self,
-            "extra_optimizers",
-            {"discriminator_optimizer": {"learning_rate": 1e-3, "beta_1": 0.5}}
-            if penalty == "gan"
-            else {},
-        )
+        # First: the penalty narrows what the shared constructor reads (uses_discriminator).
+        self.penalty = penalty
         super().__init__(
             latent_dim=latent_dim,
             prior=prior,
@@ -111,7 +116,6 @@ class WAE(LatentAutoEncoder):
         scales = tuple(float(s) for s in mmd_scales)
         if not scales or min(scales) <= 0:
             raise ValueError(f"mmd_scales must be positive numbers. Received: {mmd_scales}")
-        self.penalty = penalty
         self.lambda_ = check_number("lambda_", lambda_, low=0)
         self.kernel = kernel
         self.mmd_scales = scales

@@ -252,3 +252,18 @@ def test_contract_of_a_wae_with_the_rbf_kernel(blobs, tmp_path):
         tmp_path,
         far={"latent": 10.0},
     )
+
+
+def test_the_class_declares_what_an_instance_narrows():
+    assert "discriminator" in WAE.score_methods and WAE.uses_discriminator
+    mmd = WAE()
+    assert "discriminator" not in mmd.score_methods and "combined" not in mmd.score_methods
+    assert not mmd.uses_discriminator and mmd.extra_optimizers == {}
+    gan = WAE(penalty="gan")
+    assert gan.uses_discriminator and set(gan.extra_optimizers) == {"discriminator_optimizer"}
+    assert gan.score_methods == WAE.score_methods
+    with pytest.raises(AttributeError, match="narrow_score_methods"):
+        mmd.score_methods = ("hybrid",)
+    with pytest.raises(ValueError, match="must be one of .*'jacodeco'\\)\\. Received: score_met"):
+        WAE(score_method="discriminator")
+    assert WAE(penalty="gan", score_method="discriminator").score_method == "discriminator"
