@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import json
 import os
 import re
-import sys
 import uuid
 import warnings
 from pathlib import Path
@@ -277,7 +274,7 @@ def export_saved_model(model, base_dir="saved_models", name=None, version=None, 
         target = model_dir / str(version)
         for _ in range(_MAX_TRIES):
             if replace and target.exists():
-                _replace(tmp, target)
+                scratch.replace_path(tmp, target)
                 break
             try:
                 os.rename(tmp, target)  # fails when `target` exists and is not empty
@@ -358,41 +355,3 @@ def _release(marker: Path | None):
         return
     with contextlib.suppress(OSError):
         os.rmdir(marker)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swaps two paths atomically (Linux `renameat2(RENAME_EXCHANGE)`); False where the
-    system or file system cannot."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _replace(src: Path, target: Path):
-    """Moves `src` to `target`, replacing an existing target: swapped in one step where the
-    system can (a server never misses the version), else the old one is renamed to a hidden
-    `.old-` name first (restored if the second rename fails); the old one is then deleted."""
-    if not target.exists():
-        os.rename(src, target)
-        return
-    if _exchange(src, target):
-        scratch.remove(src)  # now the old version
-        return
-    trash = target.with_name(f".old-{target.name}-{uuid.uuid4().hex}")
-    os.rename(target, trash)
-    try:
-        os.rename(src, target)
-    except BaseException:
-        os.rename(trash, target)
-        raise
-    scratch.remove(trash)

@@ -13,9 +13,12 @@ folder agree within that margin.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import re
 import shutil
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -181,3 +184,43 @@ def save_keras_atomically(model, path, **kwargs) -> Path:
     if path.suffix != ".keras":
         raise ValueError(f"model files must end in .keras. Received: {path}")
     return write_atomically(path, lambda tmp: model.save(tmp, **kwargs))
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swaps two paths atomically (Linux `renameat2(RENAME_EXCHANGE)`); False where the
+    system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def replace_path(src: Path, target: Path):
+    """Moves `src` to `target`, replacing an existing target: swapped in one step where the
+    system can (a server never misses the version), else the old one is renamed to a hidden
+    `.old-` name first (restored if the second rename fails); the old one is then deleted."""
+    if not target.exists():
+        os.rename(src, target)
+        return
+    if exchange_paths(src, target):
+        remove(src)  # now the old version
+        return
+    # `.old-<name>-<hex>`: what an interrupted swap leaves, which the next writer restores
+    # or removes (`export.saved_model` cleans its versions' so).
+    trash = target.with_name(f".old-{target.name}-{unique_hex()}")
+    os.rename(target, trash)
+    try:
+        os.rename(src, target)
+    except BaseException:
+        os.rename(trash, target)
+        raise
+    remove(trash)

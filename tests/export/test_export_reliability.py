@@ -186,7 +186,7 @@ def test_overwrite_replaces_in_place(small, tmp_path, monkeypatch, swap):
     first = export_saved_model(model, tmp_path, "det", version=1)
     (first / "marker").write_text("old")
     if not swap:
-        monkeypatch.setattr(saved_model_module, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(scratch, "exchange_paths", lambda a, b: False)
     assert export_saved_model(model, tmp_path, "det", version=1, overwrite=True) == first
     assert not (first / "marker").exists()
     assert _numbered(tmp_path / "det") == [1] and _hidden(tmp_path / "det") == []
