@@ -2,6 +2,7 @@ import math
 
 import keras
 
+from keras_deepad.networks.mlp import code_layer
 from keras_deepad.networks.precision import float32_model
 
 
@@ -49,14 +50,9 @@ def build_conv_encoder(
             h = keras.layers.BatchNormalization(name=f"bn_{i}")(h)
         h = keras.layers.Activation(activation)(h)
     h = keras.layers.Flatten()(h)
-    code = keras.layers.Dense(
-        output_dim,
-        activation=output_activation,
-        use_bias=use_bias,
-        activity_regularizer=keras.regularizers.L1(output_l1) if output_l1 else None,
-        name="code",
-    )(h)
-    return float32_model(inputs, code, name=name)
+    return float32_model(
+        inputs, code_layer(h, output_dim, output_activation, use_bias, output_l1), name=name
+    )
 
 
 def build_conv_decoder(

@@ -9,6 +9,32 @@ def _regularizer(l1):
     return keras.regularizers.L1(l1) if l1 else None
 
 
+def dense_stack(h, hidden_units, activation, use_bias=True, activity_l1=0.0, dropout=0.0):
+    """`Dense(units) [-> Dropout]` for each of `hidden_units`, named `dense_<i>`."""
+    for i, units in enumerate(hidden_units):
+        h = keras.layers.Dense(
+            units,
+            activation=activation,
+            use_bias=use_bias,
+            activity_regularizer=_regularizer(activity_l1),
+            name=f"dense_{i}",
+        )(h)
+        if dropout:
+            h = keras.layers.Dropout(dropout)(h)
+    return h
+
+
+def code_layer(h, output_dim, activation=None, use_bias=True, l1=0.0):
+    """The encoder's output: `Dense(output_dim)` named `code`, with an optional L1 penalty."""
+    return keras.layers.Dense(
+        output_dim,
+        activation=activation,
+        use_bias=use_bias,
+        activity_regularizer=_regularizer(l1),
+        name="code",
+    )(h)
+
+
 def build_mlp_encoder(
     input_shape,
     output_dim,
@@ -37,24 +63,10 @@ def build_mlp_encoder(
     """
     inputs = keras.Input(shape=tuple(input_shape), name="x")
     h = keras.layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
-    for i, units in enumerate(hidden_units):
-        h = keras.layers.Dense(
-            units,
-            activation=activation,
-            use_bias=use_bias,
-            activity_regularizer=_regularizer(activity_l1),
-            name=f"dense_{i}",
-        )(h)
-        if dropout:
-            h = keras.layers.Dropout(dropout)(h)
-    code = keras.layers.Dense(
-        output_dim,
-        activation=output_activation,
-        use_bias=use_bias,
-        activity_regularizer=keras.regularizers.L1(output_l1) if output_l1 else None,
-        name="code",
-    )(h)
-    return float32_model(inputs, code, name=name)
+    h = dense_stack(h, hidden_units, activation, use_bias, activity_l1, dropout)
+    return float32_model(
+        inputs, code_layer(h, output_dim, output_activation, use_bias, output_l1), name=name
+    )
 
 
 def build_mlp_decoder(
@@ -74,16 +86,7 @@ def build_mlp_decoder(
     """
     inputs = keras.Input(shape=(latent_dim,), name="z")
     h = inputs
-    for i, units in enumerate(hidden_units):
-        h = keras.layers.Dense(
-            units,
-            activation=activation,
-            use_bias=use_bias,
-            activity_regularizer=_regularizer(activity_l1),
-            name=f"dense_{i}",
-        )(h)
-        if dropout:
-            h = keras.layers.Dropout(dropout)(h)
+    h = dense_stack(h, hidden_units, activation, use_bias, activity_l1, dropout)
     flat = keras.layers.Dense(
         math.prod(output_shape), activation=output_activation, use_bias=use_bias, name="output"
     )(h)
