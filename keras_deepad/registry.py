@@ -8,16 +8,23 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class DetectorSpec:
-    """A named detector: its class, constructor defaults and fit defaults."""
+    """A named detector: its class, constructor defaults and fit defaults.
+
+    `class_name` names a class of `keras_deepad.models`; a detector defined
+    elsewhere passes the class itself as `detector_class` (see `register_detector`).
+    """
 
     name: str
     class_name: str
     description: str
     params: dict = field(default_factory=dict)
     fit_params: dict = field(default_factory=dict)
+    detector_class: type | None = None
 
     @property
     def cls(self):
+        if self.detector_class is not None:
+            return self.detector_class
         from keras_deepad import models
 
         return getattr(models, self.class_name)
@@ -189,6 +196,44 @@ _SPECS = [
 ]
 
 DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def register_detector(
+    name: str, cls: type, description: str, params=None, fit_params=None, replace=False
+) -> DetectorSpec:
+    """Registers a detector class under `name` (for `get_detector`, `train_detector`,
+    `PyODDetector` and, in the same process, the command line).
+
+    Args:
+        name: the preset name (refused if taken, unless `replace`).
+        cls: an `AnomalyDetector` subclass (registered with
+            `keras.saving.register_keras_serializable` to be saved and loaded).
+        description: one line for `keras-deepad models`.
+        params: constructor arguments of the preset.
+        fit_params: `batch_size` / `learning_rate` defaults of `train_detector`.
+
+    Returns:
+        The `DetectorSpec`; `unregister_detector(name)` removes it.
+    """
+    from keras_deepad.models import AnomalyDetector
+
+    if not (isinstance(cls, type) and issubclass(cls, AnomalyDetector)):
+        raise TypeError(f"cls must be an AnomalyDetector subclass. Received: {cls!r}")
+    if name in DETECTORS and not replace:
+        raise ValueError(f"a detector named {name!r} is registered; pass replace=True.")
+    spec = DetectorSpec(
+        name, cls.__name__, description, dict(params or {}), dict(fit_params or {}), cls
+    )
+    DETECTORS[name] = spec
+    return spec
+
+
+def unregister_detector(name: str) -> None:
+    """Removes a detector added by `register_detector` (built-in presets stay)."""
+    spec = get_spec(name)
+    if spec.detector_class is None:
+        raise ValueError(f"{name!r} is a built-in preset; only registered detectors go.")
+    del DETECTORS[name]
 
 
 def list_detectors() -> dict[str, str]:

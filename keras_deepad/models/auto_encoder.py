@@ -297,9 +297,10 @@ class ReconstructionDetector(AnomalyDetector):
     def get_config(self):
         config = super().get_config()
         config["percentile_loss"] = self.percentile_loss
-        config.update(self.network_spec.config(self.network_arguments))
+        if self.network_arguments:
+            config.update(self.network_spec.config(self.network_arguments))
         # User-supplied networks travel in the config; built ones are rebuilt from it.
-        if self._user_networks:
+        if getattr(self, "_user_networks", False):
             config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
             config["decoder"] = keras.saving.serialize_keras_object(self.decoder)
         return config
