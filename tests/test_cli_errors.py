@@ -124,7 +124,7 @@ def test_nothing_is_saved_when_evaluation_fails(tmp_path, monkeypatch, capsys):
     def failing_evaluation(model, loaded, method=None):
         raise ValueError("evaluation failed")
 
-    monkeypatch.setattr(cli.commands, "evaluate_model", failing_evaluation)
+    monkeypatch.setattr(cli.training, "evaluate_model", failing_evaluation)
     output = tmp_path / "m.keras"
     assert cli.main(TRAIN + ["--output", str(output)]) == 2
     assert "evaluation failed" in capsys.readouterr().err
