@@ -22,10 +22,10 @@ from keras_deepad.beam import (  # noqa: E402
     ScoreResult,
     ScoreWithSavedModel,
     WriteScores,
-    _csv_lines,
     load_model_info,
     run_scoring,
 )
+from keras_deepad.beam.writer import _csv_lines  # noqa: E402
 from keras_deepad.cli import main  # noqa: E402
 from keras_deepad.data.sharded import write_tfrecords  # noqa: E402
 from keras_deepad.export import export_saved_model  # noqa: E402
