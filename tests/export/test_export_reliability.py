@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_deepad.export._tflite_steps as tflite_steps
 import keras_deepad.export.saved_model as saved_model_module
-import keras_deepad.export.tflite as tflite_module
 from keras_deepad import cli
 from keras_deepad.export import export_saved_model, export_tflite, next_version
 from keras_deepad.models import AE
@@ -229,7 +229,7 @@ def test_a_failure_anywhere_in_an_export_leaves_nothing(small, tmp_path, monkeyp
     assert not (tmp_path / "new").exists()  # folders made for the file are removed again
 
     # In the TFLite conversion, after the scratch SavedModel is written.
-    monkeypatch.setattr(tflite_module, "_converter", crash)
+    monkeypatch.setattr(tflite_steps, "_converter", crash)
     before = set(os.listdir(tmp_path))
     with pytest.raises(RuntimeError, match="disk full"):
         export_tflite(model, tmp_path / "m.tflite")
