@@ -9,129 +9,18 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_deepad.models.adversarial_auto_encoder import AAE
-from keras_deepad.models.auto_encoder import AE
-from keras_deepad.models.base import AnomalyDetector
-from keras_deepad.models.one_class_nn import OCNN
-from keras_deepad.models.vae import VAE
-
-STANDARDIZATIONS = ("robust", "zscore")
-COMBINES = ("mean", "max")
-#: A member whose training-score spread is at most this (relative to its location) is
-#: degenerate: it is scaled by 1 (and a warning says so) instead of divided by ~0.
-_MIN_RELATIVE_SCALE = 1e-6
-_NO_JOINT_OBJECTIVE = (
-    "DetectorEnsemble has no joint objective: fit() trains each member with its own "
-    "objective; evaluate the members instead ([m.evaluate(x) for m in ensemble.members])."
+from keras_deepad.models._ensemble_members import (  # noqa: F401  (importable from here)
+    _MIN_RELATIVE_SCALE,
+    _NO_JOINT_OBJECTIVE,
+    COMBINES,
+    STANDARDIZATIONS,
+    _check_members,
+    _copy_optimizer,
+    _location_scale,
+    _plain,
+    default_members,
 )
-
-
-def default_members(seed=None) -> list:
-    """The members of `DetectorEnsemble()`: one list, the one place to retune.
-
-    Three families that fail differently: two reconstruction detectors
-    scored by their `"hybrid"` score (the autoencoder and the adversarial
-    autoencoder, whose codes are matched to a prior), a probabilistic one
-    (the VAE, the most seed-stable default) and a kernel one-class
-    objective (OC-NN on cosine random features), each with its class
-    defaults. Chosen by the mean AUROC over the tabular suite's seven real
-    sets and three splits, each run with three training seeds
-    (`benchmarks/seed_bags.py`: nine runs per set, so a choice is not one
-    seed's luck): 0.700 (suite means 0.710, 0.697, 0.693 for the three
-    training seeds), against 0.690 for the AE, VAE and OC-NN that were the
-    default before, 0.697 for AAE + VAE + OC-NN, 0.703 for AAE + WAE +
-    VAE + OC-NN (a wider range over seeds, 0.026) and 0.702 with all five;
-    the best single default there is the AAE, 0.688 (IsolationForest 0.685
-    on the same splits).
-
-    Args:
-        seed: `None`, or an int from which each member's seed is derived.
-
-    Returns:
-        A new list of new, untrained detectors.
-    """
-
-    def member_seed(offset):
-        return None if seed is None else int(seed) + offset
-
-    return [
-        AE(seed=member_seed(0)),
-        AAE(seed=member_seed(3)),
-        VAE(seed=member_seed(1)),
-        OCNN(seed=member_seed(2)),
-    ]
-
-
-def _check_members(members) -> list:
-    if isinstance(members, AnomalyDetector) or not isinstance(members, list | tuple):
-        raise ValueError(
-            "members must be a list of detectors (AnomalyDetector instances). "
-            f"Received: members of type {type(members).__name__}"
-        )
-    members = list(members)
-    if not members:
-        raise ValueError("members must hold at least one detector. Received: members=[]")
-    for i, member in enumerate(members):
-        if isinstance(member, type) and issubclass(member, AnomalyDetector):
-            raise ValueError(
-                f"members[{i}] is the class {member.__name__}, not a detector: pass an instance "
-                f"such as {member.__name__}()."
-            )
-        if not isinstance(member, AnomalyDetector):
-            raise ValueError(
-                f"members[{i}] is not a keras_deepad detector (an AnomalyDetector instance). "
-                f"Received: {type(member).__name__}"
-            )
-    seen = {}
-    for i, member in enumerate(members):
-        if id(member) in seen:
-            raise ValueError(
-                f"members[{i}] is the same detector object as members[{seen[id(member)]}]: "
-                "each member must be its own instance."
-            )
-        seen[id(member)] = i
-    shapes = {
-        i: member.feature_shape
-        for i, member in enumerate(members)
-        if member.built and member.feature_shape is not None
-    }
-    if len(set(shapes.values())) > 1:
-        described = ", ".join(f"members[{i}] {shape}" for i, shape in shapes.items())
-        raise ValueError(
-            "members were built for samples of different shapes; an ensemble's members must "
-            f"all read the same samples. Received: {described}"
-        )
-    return members
-
-
-def _location_scale(scores, standardization):
-    """`(location, scale, kind of scale)` of one member's training scores."""
-    if standardization == "robust":
-        q25, location, q75 = np.quantile(scores, [0.25, 0.5, 0.75])
-        scale, kind = q75 - q25, "IQR"
-    else:
-        location, scale, kind = np.mean(scores), np.std(scores), "standard deviation"
-    floor = _MIN_RELATIVE_SCALE * max(1.0, abs(float(location)))
-    if scale <= floor and standardization == "robust" and np.std(scores) > floor:
-        scale, kind = np.std(scores), "standard deviation (the IQR is 0)"
-    if scale <= floor:
-        return float(location), 1.0, None
-    return float(location), float(scale), kind
-
-
-def _plain(value):
-    """Tuples as lists, recursively: a config equals itself after a JSON round trip."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _copy_optimizer(optimizer):
-    if isinstance(optimizer, keras.optimizers.Optimizer):
-        return type(optimizer).from_config(optimizer.get_config())
-    return keras.optimizers.get(optimizer)
+from keras_deepad.models.base import AnomalyDetector
 
 
 @keras.saving.register_keras_serializable(package="keras_deepad")
