@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from keras_deepad.cli.commands import (  # noqa: F401  (the command-line helpers, importable here)
+from keras_deepad.cli.common import (  # noqa: F401  (the command-line helpers, importable here)
     check_output_path,
     evaluate_model,
     load_data,

@@ -5,14 +5,6 @@ what it needs (TensorFlow, the detectors) when it runs, so `keras-deepad
 --help` stays fast.
 """
 
-from keras_deepad.cli.common import (  # noqa: F401  (the helpers, importable from here)
-    check_output_path,
-    evaluate_model,
-    load_data,
-    load_model,
-    save_keras_atomically,
-    train_and_calibrate,
-)
 from keras_deepad.cli.exporting import cmd_export
 from keras_deepad.cli.scoring import (
     cmd_beam_score,

@@ -94,6 +94,8 @@ class ReconstructionDetector(AnomalyDetector):
     def __init__(self, percentile_loss=None, **kwargs):
         super().__init__(**kwargs)
         self.percentile_loss = check_percentile(percentile_loss)
+        # Built in `build_networks` unless a family passes its own (`_set_networks`).
+        self._set_networks(None, None)
 
     def set_network_spec(self, **arguments):
         """Checks the family's architecture arguments and keeps them as `network_spec`.
@@ -300,7 +302,7 @@ class ReconstructionDetector(AnomalyDetector):
         if self.network_arguments:
             config.update(self.network_spec.config(self.network_arguments))
         # User-supplied networks travel in the config; built ones are rebuilt from it.
-        if getattr(self, "_user_networks", False):
+        if self._user_networks:
             config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
             config["decoder"] = keras.saving.serialize_keras_object(self.decoder)
         return config
