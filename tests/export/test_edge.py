@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,8 @@ from keras_deepad.edge import EdgeDetector, check_input
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Blocks TensorFlow and Keras, then scores every exported file with keras_deepad.edge.
+# Blocks TensorFlow and Keras, then scores every exported file with keras_deepad.edge and with
+# a copy of its folder imported under another name (the edge runtime copied to a device alone).
 NO_TENSORFLOW = textwrap.dedent(
     """
     import json, sys
@@ -34,6 +36,8 @@ NO_TENSORFLOW = textwrap.dedent(
         raise SystemExit("tensorflow should not be importable here")
 
     import numpy as np
+    import device_edge
+    assert not [m for m in sys.modules if m.startswith("keras_deepad")], "imports the package"
     from keras_deepad.edge import EdgeDetector
 
     files = json.loads(sys.argv[1])
@@ -44,6 +48,9 @@ NO_TENSORFLOW = textwrap.dedent(
         for batch in (1, 7, 256):
             out[f"{key}/b{batch}"] = detector.score(x, batch_size=batch)
         out[f"{key}/labels"] = detector.predict_labels(x)
+        copied = device_edge.EdgeDetector(path)
+        np.testing.assert_array_equal(copied.score(x), out[f"{key}/b256"], err_msg=key)
+        np.testing.assert_array_equal(copied.predict_labels(x), out[f"{key}/labels"], err_msg=key)
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
     assert not heavy, heavy
     np.savez(sys.argv[3], **out)
@@ -58,6 +65,7 @@ def test_edge_runtime_without_tensorflow(zoo, tmp_path):
     files = {f"{e.family}/{fmt}": str(a.path) for e in exported for fmt, a in e.tflite.items()}
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "edge.py").write_text(NO_TENSORFLOW)
+    shutil.copytree(ROOT / "keras_deepad" / "edge", tmp_path / "device_edge")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run(
         [sys.executable, "edge.py", json.dumps(files), "x.npy", "out.npz"],

@@ -227,9 +227,9 @@ def test_a_grid_with_tied_values_is_a_cdf_with_a_jump():
     levels = np.array(LEVELS)
     values = np.where(levels <= 0.5, 0.0, levels - 0.5)
     grid = {str(k): float(v) for k, v in zip(levels, values, strict=True)}
-    assert edge._grid_cdf(levels, values, [0.0])[0] == 0.5
-    assert edge._grid_cdf(levels, values, [0.0], left=True)[0] == 0.0
-    assert edge._grid_cdf(levels, values, [0.25, -1.0, 0.5, 9.0]).tolist() == [0.75, 0, 1, 1]
+    assert edge.drift._grid_cdf(levels, values, [0.0])[0] == 0.5
+    assert edge.drift._grid_cdf(levels, values, [0.0], left=True)[0] == 0.0
+    assert edge.drift._grid_cdf(levels, values, [0.25, -1.0, 0.5, 9.0]).tolist() == [0.75, 0, 1, 1]
     rng = np.random.default_rng(0)
     window = np.where(rng.random(400) < 0.5, 0.0, rng.uniform(0.0, 0.5, 400))
     assert not score_drift(window, grid).drifted
@@ -243,13 +243,15 @@ def test_a_grid_with_tied_values_is_a_cdf_with_a_jump():
 
 def test_asymptotic_p_value_without_scipy(monkeypatch):
     for lam in (0.2, 0.5, 0.8, 1.0, 1.17, 1.19, 1.5, 2.0, 3.0):
-        assert edge._kolmogorov_sf(lam) == pytest.approx(stats.kstwobign.sf(lam), abs=1e-12)
-    assert edge._kolmogorov_sf(0.0) == 1.0
-    exact = {(n, d): edge._ks_pvalue(d, n) for n in (20, 100, 1000) for d in (0.05, 0.1, 0.2, 0.3)}
+        assert edge.drift._kolmogorov_sf(lam) == pytest.approx(stats.kstwobign.sf(lam), abs=1e-12)
+    assert edge.drift._kolmogorov_sf(0.0) == 1.0
+    exact = {
+        (n, d): edge.drift._ks_pvalue(d, n) for n in (20, 100, 1000) for d in (0.05, 0.1, 0.2, 0.3)
+    }
     monkeypatch.setitem(sys.modules, "scipy.stats", None)  # `from scipy.stats import` fails
     for (n, d), p in exact.items():
         if p > 1e-6:
-            assert edge._ks_pvalue(d, n) == pytest.approx(p, rel=0.05, abs=1e-3), (n, d)
+            assert edge.drift._ks_pvalue(d, n) == pytest.approx(p, rel=0.05, abs=1e-3), (n, d)
     report = score_drift(np.random.default_rng(0).standard_normal(200), _normal_grid())
     assert 0.0 <= report.p_value <= 1.0
 

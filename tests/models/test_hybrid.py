@@ -156,7 +156,7 @@ def test_code_density_refuses_codes_it_cannot_use():
 
 
 def test_edge_recipe_constant_matches_the_layer():
-    assert edge._HYBRID_LOG_EPS == LOG_EPS
+    assert edge.recipes._HYBRID_LOG_EPS == LOG_EPS
 
 
 def test_edge_recipe_refuses_a_precision_of_the_wrong_size(manifold, tmp_path):
