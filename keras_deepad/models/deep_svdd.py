@@ -1,41 +1,33 @@
 """Deep Support Vector Data Description (Ruff et al., ICML 2018)."""
 
-import warnings
-
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from keras_deepad.losses.regularization import weight_penalty
+from keras_deepad.models._deep_svdd_state import (
+    CENTER_EPS,
+    adjust_center,
+    pretrain,
+    radius_quantile,
+    warn_if_collapsed,
+)
 from keras_deepad.models._export_hooks import EMBEDDING_HEADROOM, EdgeHead, floats
-from keras_deepad.models.base import AnomalyDetector, FittedStateCallback, MultiWorkerFitMixin
+from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
 from keras_deepad.networks.bias_free import (
     build_bias_free_conv,
-    build_bias_free_conv_decoder,
     build_bias_free_mlp,
-    build_bias_free_mlp_decoder,
     check_bias_free,
 )
 from keras_deepad.utils.validation import check_number, check_units
 
 OBJECTIVES = ("one-class", "soft-boundary")
-#: Centre entries closer to zero than this are pushed to +-eps: a zero
-#: coordinate is trivially reachable by a network with zero weights.
-CENTER_EPS = 0.1
-
-
-def adjust_center(center, eps=CENTER_EPS):
-    """Pushes entries with `|c_i| < eps` to `+-eps`, keeping their sign (0 goes to +eps)."""
-    center = np.asarray(center, dtype=np.float32).copy()
-    small = np.abs(center) < eps
-    center[small & (center < 0)] = -eps
-    center[small & (center >= 0)] = eps
-    return center
-
-
-class PretrainingAutoEncoder(MultiWorkerFitMixin, keras.Model):
-    """Deep SVDD's network and a decoder, trained on the reconstruction (a functional model)."""
+#: Constructor arguments `get_config` stores as they are (besides the layer sizes).
+_CONFIG_FIELDS = (
+    "objective", "nu", "architecture", "kernel_size", "rep_dim", "batch_norm", "weight_decay",
+    "pretrain_epochs", "pretrain_learning_rate", "decoder_output_activation", "warm_up_epochs",
+    "collapse_tolerance", "allow_bias", "allow_bounded_activation",
+)  # fmt: skip
 
 
 @keras.saving.register_keras_serializable(package="keras_deepad")
@@ -237,26 +229,6 @@ class DeepSVDD(AnomalyDetector):
         )
         self.radius = self.add_weight(shape=(), initializer="zeros", trainable=False, name="radius")
 
-    def _build_decoder(self):
-        if self.decoder is not None:
-            return self.decoder
-        if self.architecture == "conv" and not self._user_network:
-            return build_bias_free_conv_decoder(
-                self.rep_dim,
-                self.feature_shape,
-                filters=self.conv_filters[::-1],
-                kernel_size=self.kernel_size,
-                batch_norm=self.batch_norm,
-                output_activation=self.decoder_output_activation,
-            )
-        return build_bias_free_mlp_decoder(
-            self.rep_dim,
-            self.feature_shape,
-            hidden_units=self.hidden_units[::-1],
-            batch_norm=self.batch_norm,
-            output_activation=self.decoder_output_activation,
-        )
-
     # ------------------------------------------------------- fitted state
     @property
     def center_initialized(self) -> bool:
@@ -294,49 +266,7 @@ class DeepSVDD(AnomalyDetector):
         Returns:
             The Keras `History` of the pretraining.
         """
-        self.require_built("pretrain")
-        if self._user_network and self.decoder is None:
-            raise ValueError(
-                "pretraining a user network needs a decoder: pass decoder=... or pretrain_epochs=0."
-            )
-        if not self.scaler.is_adapted:
-            self.scaler.adapt(x)
-        # In the detector's strategy: the decoder and Adam's slots are mirrored like phi.
-        with self.distribute_strategy.scope():
-            with self.seeded_construction(offset=1):
-                decoder = self._build_decoder()
-            inputs = keras.Input(shape=self.feature_shape)
-            autoencoder = PretrainingAutoEncoder(
-                inputs, decoder(self.network(inputs)), name="pretraining"
-            )
-            autoencoder.compile(
-                optimizer=keras.optimizers.Adam(self.pretrain_learning_rate), loss="mse"
-            )
-            # Slots made now, not in the first traced step (which tf.function then retraces).
-            autoencoder.optimizer.build(autoencoder.trainable_variables)
-        return autoencoder.fit(
-            self._scaled_pairs(x, batch_size, sample_weight),
-            epochs=int(epochs),
-            verbose=verbose,
-            shuffle=False,
-        )
-
-    def _scaled_pairs(self, x, batch_size, sample_weight=None):
-        if isinstance(x, tf.data.Dataset):
-            data = x.map(lambda *batch: (batch[0], *batch[2:3]))
-        else:
-            columns = (np.asarray(x, dtype=np.float32),)
-            if sample_weight is not None:
-                columns += (np.asarray(sample_weight, dtype=np.float32),)
-            data = tf.data.Dataset.from_tensor_slices(columns)
-            data = data.shuffle(min(len(x), 10_000), seed=self.seed).batch(int(batch_size or 32))
-        scaler = self.scaler
-
-        def pair(batch, *weights):
-            scaled = scaler(tf.cast(batch, tf.float32))
-            return (scaled, scaled, *weights)
-
-        return data.map(pair).prefetch(tf.data.AUTOTUNE)
+        return pretrain(self, x, epochs, batch_size, verbose, sample_weight)
 
     def initialize_center(self, x, eps=CENTER_EPS, sample_weight=None):
         """Sets `c` to the mean of `phi(x)` (inference mode), `|c_i| < eps` pushed to `+-eps`.
@@ -366,8 +296,7 @@ class DeepSVDD(AnomalyDetector):
         return self._set_radius(self.score(x, method="distance"))
 
     def _set_radius(self, squared_distances):
-        distances = np.sqrt(np.maximum(squared_distances.astype(np.float64), 0.0))
-        radius = float(np.quantile(distances, 1.0 - self.nu))
+        radius = radius_quantile(squared_distances, self.nu)
         self.radius.assign(radius)
         object.__setattr__(self, "_radius_set", True)
         return radius
@@ -389,19 +318,7 @@ class DeepSVDD(AnomalyDetector):
         return self._warn_if_collapsed(self.score(x, method="distance"))
 
     def _warn_if_collapsed(self, squared_distances):
-        distances = squared_distances.astype(np.float64)
-        spread, mean = float(np.std(distances)), float(np.mean(distances))
-        collapsed = spread <= self.collapse_tolerance * abs(mean) + 1e-8
-        if collapsed:
-            warnings.warn(
-                "Deep SVDD hypersphere collapse: the distances of the training data to the "
-                f"centre are (nearly) constant (mean {mean:.3g}, std {spread:.3g}), so the "
-                "scores cannot separate anything. Use a bias-free network with unbounded "
-                "activations, keep pretraining on, or lower the learning rate.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        return collapsed
+        return warn_if_collapsed(squared_distances, self.collapse_tolerance)
 
     # ---------------------------------------------------------------- train
     def call(self, x, training=False):
@@ -471,24 +388,8 @@ class DeepSVDD(AnomalyDetector):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            objective=self.objective,
-            nu=self.nu,
-            architecture=self.architecture,
-            hidden_units=list(self.hidden_units),
-            conv_filters=list(self.conv_filters),
-            kernel_size=self.kernel_size,
-            rep_dim=self.rep_dim,
-            batch_norm=self.batch_norm,
-            weight_decay=self.weight_decay,
-            pretrain_epochs=self.pretrain_epochs,
-            pretrain_learning_rate=self.pretrain_learning_rate,
-            decoder_output_activation=self.decoder_output_activation,
-            warm_up_epochs=self.warm_up_epochs,
-            collapse_tolerance=self.collapse_tolerance,
-            allow_bias=self.allow_bias,
-            allow_bounded_activation=self.allow_bounded_activation,
-        )
+        config.update({name: getattr(self, name) for name in _CONFIG_FIELDS})
+        config.update(hidden_units=list(self.hidden_units), conv_filters=list(self.conv_filters))
         if self._user_network:
             config["network"] = keras.saving.serialize_keras_object(self.network)
             if self.decoder is not None:
