@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from keras_deepad import losses
 
@@ -46,3 +47,16 @@ def test_gaussian_nll_with_a_per_pixel_variance_on_images(rng):
     np.testing.assert_allclose(
         np.asarray(losses.gaussian_nll(x, mean, per_sample)), expected, rtol=1e-5
     )
+
+
+def test_adversarial_terms_are_the_halved_cross_entropies_and_accuracy():
+    real = np.array([[2.0], [-1.0], [0.5]], np.float32)
+    fake = np.array([[-3.0], [1.5], [-0.2]], np.float32)
+    loss, accuracy = losses.adversarial_terms(real, fake)
+    sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v.astype(np.float64).ravel()))  # noqa: E731
+    expected = -0.5 * (np.mean(np.log(sigmoid(real))) + np.mean(np.log(1.0 - sigmoid(fake))))
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    assert float(accuracy) == pytest.approx(0.5 * (2 / 3 + 2 / 3))
+    nll = np.asarray(losses.generator_nll(fake))
+    assert nll.shape == (3,)
+    np.testing.assert_allclose(nll, -np.log(sigmoid(fake)), rtol=1e-6)

@@ -1,6 +1,7 @@
 """Loss and score functions: per-sample terms (one value per sample), the percentile loss
-of robust training and the one-class weight penalty."""
+of robust training, the one-class weight penalty and the latent adversary's terms."""
 
+from keras_deepad.losses.adversarial import adversarial_terms, generator_nll
 from keras_deepad.losses.mmd import MMD_SCALES, mmd, mmd_to_prior
 from keras_deepad.losses.probabilistic import (
     bernoulli_nll,
@@ -20,6 +21,8 @@ from keras_deepad.losses.regularization import weight_penalty
 from keras_deepad.losses.robust import percentile_mean, percentile_weights
 
 __all__ = [
+    "adversarial_terms",
+    "generator_nll",
     "MMD_SCALES",
     "RECONSTRUCTION_ERRORS",
     "bernoulli_nll",

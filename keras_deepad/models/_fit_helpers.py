@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import math
+from collections.abc import Iterator
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_deepad.utils.validation import (
-    check_number,
-)
+from keras_deepad.utils.validation import check_array, check_dataset_spec, check_number
 
 
 def _replicas() -> int:
@@ -71,7 +72,7 @@ def weighted_mean(values, sample_weight=None):
     return ops.sum(values * weights) / ops.cast(ops.shape(values)[0], values.dtype)
 
 
-#: Arrays up to this size train through one repeated `tf.data` pipeline (`_repeated_dataset`).
+#: Arrays up to this size train through one repeated `tf.data` pipeline (`repeated_dataset`).
 FAST_PATH_BYTES = 256 * 2**20
 #: The most batches `fit` runs per compiled call when `compile` left `steps_per_execution`
 #: to it (in-memory arrays): a small table's epoch is one call, a large one's a few hundred.
@@ -178,3 +179,103 @@ def _check_callbacks(callbacks):
                 "keras.callbacks.TensorBoard needs the tensorboard package, which "
                 'tensorflow-cpu does not install: pip install "keras-deepad[tensorboard]".'
             )
+
+
+def check_fit_input(feature_shape, x, name="x"):
+    """`(x, its sample shape)`: a dataset's spec or an array's values checked (`feature_shape`)."""
+    if isinstance(x, tf.data.Dataset):
+        spec = check_dataset_spec(x, feature_shape, name=name)
+        if spec.shape.rank is None or any(d is None for d in spec.shape[1:]):
+            raise ValueError(f"{name} must have a static sample shape; got {spec.shape}.")
+        return x, tuple(int(d) for d in spec.shape[1:])
+    array = check_array(x, feature_shape, name=name)
+    return array, array.shape[1:]
+
+
+def training_inputs(feature_shape, x, steps_per_epoch=None, adapt_steps=None):
+    """`(x for Keras, bounded x for the fitted state, feature shape)` of `fit`'s input.
+
+    Arrays, DataFrames and tensors are checked whole. A `tf.data.Dataset`,
+    a `keras.utils.PyDataset` or a generator goes to Keras as it is;
+    the normaliser, the data checks and the detector's fitted state read
+    its first `adapt_steps` batches (default `steps_per_epoch`, else the
+    whole of a finite dataset).
+    """
+    limit = adapt_steps if adapt_steps is not None else steps_per_epoch
+    if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
+        raise ValueError(f"adapt_steps must be a positive integer. Received: {limit!r}")
+    if isinstance(x, tf.data.Dataset):
+        x, feature_shape = check_fit_input(feature_shape, x)
+        if limit is None and x.cardinality() == tf.data.INFINITE_CARDINALITY:
+            raise ValueError(
+                "x is an infinite dataset (e.g. dataset.repeat()): pass steps_per_epoch= "
+                "(how many batches make an epoch) and optionally adapt_steps= (how many "
+                "batches the normaliser and fitted state read; default steps_per_epoch)."
+            )
+        return x, (x if limit is None else x.take(int(limit))), feature_shape
+    if isinstance(x, keras.utils.PyDataset):
+        count = len(x) if limit is None else min(int(limit), len(x))
+        batches = [x[i] for i in range(count)]
+        if not batches:
+            raise ValueError("x is an empty PyDataset: it has no batches.")
+        state, feature_shape = check_fit_input(feature_shape, _stack_batches(batches))
+        return x, state, feature_shape
+    if inspect.isgenerator(x) or (
+        isinstance(x, Iterator) and not isinstance(x, np.ndarray | tf.Tensor)
+    ):
+        if limit is None:
+            raise ValueError(
+                "x is a generator: pass steps_per_epoch= (batches per epoch) or "
+                "adapt_steps= (how many of its first batches the normaliser and fitted "
+                "state read), or pass a keras.utils.PyDataset or tf.data.Dataset."
+            )
+        batches = list(itertools.islice(x, int(limit)))
+        if not batches:
+            raise ValueError("x is an empty generator: it yielded no batches.")
+        state, feature_shape = check_fit_input(feature_shape, _stack_batches(batches))
+        return _replay(batches, x), state, feature_shape
+    x, feature_shape = check_fit_input(feature_shape, x)
+    return x, x, feature_shape
+
+
+def repeated_dataset(detector, x, batch_size, sample_weight, kwargs):
+    """An in-memory array as one repeated `tf.data` pipeline with `steps_per_epoch`.
+
+    Keras makes a new iterator over its array pipeline every epoch (about
+    25 ms each, the larger part of a small table's epoch); over a
+    repeated dataset with `steps_per_epoch` it keeps one iterator for the
+    whole fit. Each epoch is still one reshuffled pass over every row,
+    with a last partial batch, as Keras' own array epochs.
+
+    Keras runs every compiled call for `steps_per_execution` batches,
+    so over a repeated dataset that number must divide the epoch's:
+    `fit` picks the largest divisor up to `AUTO_STEPS_PER_EXECUTION` when
+    `compile` left it open (on one device; Keras' multi-step loop fails
+    under `tf.distribute`), and keeps Keras' own array epochs when a
+    user's value does not divide it.
+
+    Returns:
+        The dataset (and sets `kwargs["steps_per_epoch"]`), or `None`
+        where Keras' array input is used as it is.
+    """
+    if not _fast_path(x, kwargs):
+        return None
+    batch_size = int(batch_size or 32)
+    steps = math.ceil(len(x) / batch_size)
+    single_device = getattr(detector, "_distribute_strategy", None) is None
+    single_device = single_device and not tf.distribute.has_strategy()
+    if getattr(detector, "_auto_steps", False) and single_device:
+        detector._set_steps_per_execution(
+            max(d for d in range(1, AUTO_STEPS_PER_EXECUTION + 1) if steps % d == 0)
+        )
+    elif steps % detector.steps_per_execution:
+        return None
+    columns = (x,) if sample_weight is None else (x, np.zeros(len(x), np.int8), sample_weight)
+    data = tf.data.Dataset.from_tensor_slices(columns)
+    if kwargs.pop("shuffle", True):
+        seed = None if detector.seed is None else int(detector.seed)
+        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    kwargs["shuffle"] = False  # done above; Keras would warn that it ignores it
+    kwargs.pop("sample_weight", None)
+    kwargs["steps_per_epoch"] = steps
+    return data.batch(batch_size).repeat().prefetch(tf.data.AUTOTUNE)

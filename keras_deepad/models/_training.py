@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import itertools
-import math
 import warnings
-from collections.abc import Iterator
 
 import keras
 import numpy as np
@@ -14,26 +11,28 @@ import tensorflow as tf
 from keras import ops
 
 from keras_deepad.models._fit_helpers import (
-    AUTO_STEPS_PER_EXECUTION,
     _check_callbacks,
-    _fast_path,
-    _replay,
     _replicas,
-    _stack_batches,
     batch_weight,
     check_fit_args,
     multi_worker_logs,
+    repeated_dataset,
+    training_inputs,
     weighted_mean,
 )
 from keras_deepad.utils.validation import (
     check_array,
-    check_dataset_spec,
     check_sample_weight,
 )
 
 
 class TrainingMixin:
     """Training half of `AnomalyDetector` (put before `keras.Model` in the bases)."""
+
+    #: Optimizers besides `optimizer` (adversarial detectors): attribute name -> Adam
+    #: arguments of the default. `compile` makes them and `get_compile_config` saves them;
+    #: `optimizer_variables` says which variables each updates.
+    extra_optimizers: dict = {}
 
     # ------------------------------------------------------------ optimizers
     def optimizer_variables(self):
@@ -76,7 +75,8 @@ class TrainingMixin:
             optimizer: a Keras optimizer or its name; `None` (the default) is
                 Adam at the class's `default_learning_rate`. Under a
                 `mixed_float16` policy Keras wraps it in a
-                `LossScaleOptimizer` (unless `auto_scale_loss=False`).
+                `LossScaleOptimizer` (unless `auto_scale_loss=False`), and
+                the extra optimizers with it.
             loss: `None`; only detectors whose objective is a plain
                 reconstruction error (`AE`) accept a Keras loss, used per
                 sample instead of their `loss` argument. Others raise.
@@ -86,9 +86,24 @@ class TrainingMixin:
                 step, and appears in the history (`weighted_metrics` use
                 `fit`'s `sample_weight`). Detectors without a reconstruction
                 raise: their logs already report their objective's parts.
-            **kwargs: other `keras.Model.compile` arguments
-                (`steps_per_execution`, `jit_compile`, `auto_scale_loss`, ...).
+            **kwargs: the detector's other optimizers by name (see
+                `extra_optimizers`, e.g. the AAE's `discriminator_optimizer`
+                and `generator_optimizer`; `None` picks the default) and other
+                `keras.Model.compile` arguments (`steps_per_execution`,
+                `jit_compile`, `auto_scale_loss`, ...).
         """
+        extra = {}
+        for name, defaults in self.extra_optimizers.items():
+            value = kwargs.pop(name, None)
+            extra[name] = (
+                keras.optimizers.Adam(**defaults) if value is None else keras.optimizers.get(value)
+            )
+        unknown = [k for k in kwargs if k.endswith("optimizer")]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}.compile takes the optimizers "
+                f"{['optimizer', *self.extra_optimizers]}. Received: {unknown}"
+            )
         if loss is not None:
             self.set_training_loss(loss)
         if (metrics or weighted_metrics) and not hasattr(self, "reconstruct_normalised"):
@@ -109,6 +124,12 @@ class TrainingMixin:
             weighted_metrics=weighted_metrics,
             **kwargs,
         )
+        scale_losses = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        for name, value in extra.items():
+            if scale_losses and not isinstance(value, keras.optimizers.LossScaleOptimizer):
+                # As Keras wraps `optimizer` under mixed_float16: every update scales its loss.
+                value = keras.optimizers.LossScaleOptimizer(value)
+            setattr(self, name, value)
         self._build_optimizers()
 
     def set_training_loss(self, loss):
@@ -130,9 +151,12 @@ class TrainingMixin:
         compiled.update_state(ops.stop_gradient(x_scaled), ops.stop_gradient(x_hat), sample_weight)
 
     def get_compile_config(self):
-        if self.compiled and getattr(self, "_compile_config", None) is not None:
-            return self._compile_config.serialize()
-        return None
+        if not self.compiled or getattr(self, "_compile_config", None) is None:
+            return None
+        config = self._compile_config.serialize()
+        for name in self.extra_optimizers:
+            config[name] = keras.saving.serialize_keras_object(getattr(self, name))
+        return config
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
@@ -192,61 +216,6 @@ class TrainingMixin:
     def extra_trackers(self):
         return []
 
-    # --------------------------------------------------------------- inputs
-    def _check_fit_input(self, x, name="x"):
-        if isinstance(x, tf.data.Dataset):
-            spec = check_dataset_spec(x, self.feature_shape, name=name)
-            if spec.shape.rank is None or any(d is None for d in spec.shape[1:]):
-                raise ValueError(f"{name} must have a static sample shape; got {spec.shape}.")
-            return x, tuple(int(d) for d in spec.shape[1:])
-        array = check_array(x, self.feature_shape, name=name)
-        return array, array.shape[1:]
-
-    def _training_inputs(self, x, steps_per_epoch=None, adapt_steps=None):
-        """`(x for Keras, bounded x for the fitted state, feature shape)` of `fit`'s input.
-
-        Arrays, DataFrames and tensors are checked whole. A `tf.data.Dataset`,
-        a `keras.utils.PyDataset` or a generator goes to Keras as it is;
-        the normaliser, the data checks and the detector's fitted state read
-        its first `adapt_steps` batches (default `steps_per_epoch`, else the
-        whole of a finite dataset).
-        """
-        limit = adapt_steps if adapt_steps is not None else steps_per_epoch
-        if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
-            raise ValueError(f"adapt_steps must be a positive integer. Received: {limit!r}")
-        if isinstance(x, tf.data.Dataset):
-            x, feature_shape = self._check_fit_input(x)
-            if limit is None and x.cardinality() == tf.data.INFINITE_CARDINALITY:
-                raise ValueError(
-                    "x is an infinite dataset (e.g. dataset.repeat()): pass steps_per_epoch= "
-                    "(how many batches make an epoch) and optionally adapt_steps= (how many "
-                    "batches the normaliser and fitted state read; default steps_per_epoch)."
-                )
-            return x, (x if limit is None else x.take(int(limit))), feature_shape
-        if isinstance(x, keras.utils.PyDataset):
-            count = len(x) if limit is None else min(int(limit), len(x))
-            batches = [x[i] for i in range(count)]
-            if not batches:
-                raise ValueError("x is an empty PyDataset: it has no batches.")
-            state, feature_shape = self._check_fit_input(_stack_batches(batches))
-            return x, state, feature_shape
-        if inspect.isgenerator(x) or (
-            isinstance(x, Iterator) and not isinstance(x, np.ndarray | tf.Tensor)
-        ):
-            if limit is None:
-                raise ValueError(
-                    "x is a generator: pass steps_per_epoch= (batches per epoch) or "
-                    "adapt_steps= (how many of its first batches the normaliser and fitted "
-                    "state read), or pass a keras.utils.PyDataset or tf.data.Dataset."
-                )
-            batches = list(itertools.islice(x, int(limit)))
-            if not batches:
-                raise ValueError("x is an empty generator: it yielded no batches.")
-            state, feature_shape = self._check_fit_input(_stack_batches(batches))
-            return _replay(batches, x), state, feature_shape
-        x, feature_shape = self._check_fit_input(x)
-        return x, x, feature_shape
-
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", **kwargs):
         """Trains the detector (unsupervised: `y` is not used).
 
@@ -296,8 +265,8 @@ class TrainingMixin:
         _check_callbacks(kwargs.get("callbacks"))
         adapt_steps = kwargs.pop("adapt_steps", None)
         check_finite = kwargs.pop("check_finite", True)
-        x, state_x, feature_shape = self._training_inputs(
-            x, kwargs.get("steps_per_epoch"), adapt_steps
+        x, state_x, feature_shape = training_inputs(
+            self.feature_shape, x, kwargs.get("steps_per_epoch"), adapt_steps
         )
         sample_weight = kwargs.get("sample_weight")
         if sample_weight is not None:
@@ -333,7 +302,7 @@ class TrainingMixin:
         if inspect.isgenerator(x) or isinstance(x, tf.data.Dataset):
             # Shuffle in the pipeline; Keras ignores (and for generators warns about) it.
             kwargs.setdefault("shuffle", False)
-        repeated = self._repeated_dataset(x, batch_size, sample_weight, kwargs)
+        repeated = repeated_dataset(self, x, batch_size, sample_weight, kwargs)
         if repeated is not None:
             x, batch_size = repeated, None
         elif sample_weight is not None:
@@ -356,48 +325,6 @@ class TrainingMixin:
         self.check_score_ready(method)
         fn = self.traced_function(("score", method), lambda t: self.compute_scores(t, method))
         fn(np.zeros((1, *self.feature_shape), np.float32))
-
-    def _repeated_dataset(self, x, batch_size, sample_weight, kwargs):
-        """An in-memory array as one repeated `tf.data` pipeline with `steps_per_epoch`.
-
-        Keras makes a new iterator over its array pipeline every epoch (about
-        25 ms each, the larger part of a small table's epoch); over a
-        repeated dataset with `steps_per_epoch` it keeps one iterator for the
-        whole fit. Each epoch is still one reshuffled pass over every row,
-        with a last partial batch, as Keras' own array epochs.
-
-        Keras runs every compiled call for `steps_per_execution` batches,
-        so over a repeated dataset that number must divide the epoch's:
-        `fit` picks the largest divisor up to `AUTO_STEPS_PER_EXECUTION` when
-        `compile` left it open (on one device; Keras' multi-step loop fails
-        under `tf.distribute`), and keeps Keras' own array epochs when a
-        user's value does not divide it.
-
-        Returns:
-            The dataset (and sets `kwargs["steps_per_epoch"]`), or `None`
-            where Keras' array input is used as it is.
-        """
-        if not _fast_path(x, kwargs):
-            return None
-        batch_size = int(batch_size or 32)
-        steps = math.ceil(len(x) / batch_size)
-        single_device = getattr(self, "_distribute_strategy", None) is None
-        single_device = single_device and not tf.distribute.has_strategy()
-        if getattr(self, "_auto_steps", False) and single_device:
-            self._set_steps_per_execution(
-                max(d for d in range(1, AUTO_STEPS_PER_EXECUTION + 1) if steps % d == 0)
-            )
-        elif steps % self.steps_per_execution:
-            return None
-        columns = (x,) if sample_weight is None else (x, np.zeros(len(x), np.int8), sample_weight)
-        data = tf.data.Dataset.from_tensor_slices(columns)
-        if kwargs.pop("shuffle", True):
-            seed = None if self.seed is None else int(self.seed)
-            data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        kwargs["shuffle"] = False  # done above; Keras would warn that it ignores it
-        kwargs.pop("sample_weight", None)
-        kwargs["steps_per_epoch"] = steps
-        return data.batch(batch_size).repeat().prefetch(tf.data.AUTOTUNE)
 
     def _set_steps_per_execution(self, steps):
         """Runs `steps` batches per compiled call (a whole small epoch in one call)."""

@@ -2,6 +2,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_deepad.losses import adversarial_terms, generator_nll
 from keras_deepad.models.base import weighted_mean
 from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder
 
@@ -149,7 +150,7 @@ class AAE(LatentAutoEncoder):
         with tf.GradientTape() as tape:
             logits = self.discriminator(self.latent_code(x_scaled, training=True), training=True)
             # -mean log D(E(x)), each sample weighted as in the reconstruction loss.
-            g_loss = weighted_mean(ops.softplus(-logits), sample_weight)
+            g_loss = weighted_mean(generator_nll(logits), sample_weight)
             scaled = self.scale_for_gradients(g_loss, self.generator_optimizer)
         self.generator_optimizer.apply(tape.gradient(scaled, enc_vars), enc_vars)
         self.update_compiled_metrics(data)
@@ -161,9 +162,9 @@ class AAE(LatentAutoEncoder):
             x_scaled, training=False, sample_weight=sample_weight
         )
         fake_logits = self.discriminator(z)
-        d_loss, accuracy = self.adversarial_terms(
+        d_loss, accuracy = adversarial_terms(
             self.discriminator(self.sample_prior(ops.shape(x_scaled)[0])), fake_logits
         )
-        g_loss = ops.mean(ops.softplus(-fake_logits))
+        g_loss = ops.mean(generator_nll(fake_logits))
         self.update_compiled_metrics(data)
         return self._record(rec_loss, per_sample, d_loss, g_loss, accuracy)

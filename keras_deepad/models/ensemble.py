@@ -20,6 +20,7 @@ from keras_deepad.models._ensemble_members import (  # noqa: F401  (importable f
     _plain,
     default_members,
 )
+from keras_deepad.models._fit_helpers import check_fit_input, training_inputs
 from keras_deepad.models.base import AnomalyDetector
 
 
@@ -221,8 +222,8 @@ class DetectorEnsemble(AnomalyDetector):
                 "tf.data.Dataset instead."
             )
         adapt_steps = kwargs.pop("adapt_steps", None)
-        x, state_x, feature_shape = self._training_inputs(
-            x, kwargs.get("steps_per_epoch"), adapt_steps
+        x, state_x, feature_shape = training_inputs(
+            self.feature_shape, x, kwargs.get("steps_per_epoch"), adapt_steps
         )
         if adapt_steps is not None:
             kwargs["adapt_steps"] = adapt_steps
@@ -267,7 +268,7 @@ class DetectorEnsemble(AnomalyDetector):
         Returns:
             `(location, scale)`, float32 arrays with one entry per member.
         """
-        x, feature_shape = self._check_fit_input(x)
+        x, feature_shape = check_fit_input(self.feature_shape, x)
         if not self.built or self.feature_shape is None:
             self.build((None, *feature_shape))
         locations, scales = [], []

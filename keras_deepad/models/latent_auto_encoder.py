@@ -7,9 +7,9 @@ import tensorflow as tf
 from keras import ops
 
 from keras_deepad.layers import Reparameterization
-from keras_deepad.losses import gaussian_nll, reconstruction_error
-from keras_deepad.models.auto_encoder import ReconstructionDetector
+from keras_deepad.losses import adversarial_terms, gaussian_nll, reconstruction_error
 from keras_deepad.models.base import Declaration, batch_weight
+from keras_deepad.models.reconstruction import ReconstructionDetector
 from keras_deepad.networks import build_latent_discriminator
 from keras_deepad.networks.spec import COMMON_ARGUMENTS
 from keras_deepad.priors import get_prior
@@ -38,10 +38,11 @@ class LatentAutoEncoder(ReconstructionDetector):
     """An autoencoder trained to match its aggregate posterior to a prior.
 
     Holds what `AAE` and `WAE` share: the networks (encoder, decoder,
-    optionally a latent discriminator), the prior, several optimizers with a
-    custom `compile` and their serialisation, the score methods and the
+    optionally a latent discriminator), the prior, the score methods and the
     running per-feature error variance. Subclasses set `uses_discriminator`,
-    `extra_optimizers` and write `train_step` / `test_step`.
+    `extra_optimizers` (their second and third optimizers, which `compile`
+    makes and saves, see `AnomalyDetector.compile`) and write `train_step` /
+    `test_step`.
 
     Score methods (higher = more anomalous), see `keras_deepad.scores`:
 
@@ -74,8 +75,6 @@ class LatentAutoEncoder(ReconstructionDetector):
     network_arguments = (*COMMON_ARGUMENTS, "output_activation")
     error_score_method = "reconstruction"
     uses_discriminator = False
-    #: Optimizers besides `optimizer`: attribute name -> Adam arguments of the default.
-    extra_optimizers: dict = {}
     #: Of the reconstruction optimizer. Standardised inputs and Adam at 5e-3 rose the
     #: tabular suite's mean AUROC (seven real sets, seeds 1-3) from 0.594 to 0.603 (AAE)
     #: and from 0.555 to 0.618 (WAE-MMD) against min-max inputs and 1e-3; the default
@@ -207,49 +206,6 @@ class LatentAutoEncoder(ReconstructionDetector):
     def autoencoder_variables(self):
         return [*self.encoder.trainable_variables, *self.decoder.trainable_variables]
 
-    def compile(self, optimizer=None, **kwargs):
-        """Configures training with one optimizer per update.
-
-        Args:
-            optimizer: the encoder/decoder (reconstruction) optimizer;
-                default Adam at `default_learning_rate` (5e-3).
-            **kwargs: the detector's other optimizers by name (see
-                `extra_optimizers`; `None` picks the default) and
-                `keras.Model.compile` arguments.
-        """
-        extra = {}
-        for name, defaults in self.extra_optimizers.items():
-            value = kwargs.pop(name, None)
-            extra[name] = (
-                keras.optimizers.Adam(**defaults) if value is None else keras.optimizers.get(value)
-            )
-        unknown = [k for k in kwargs if k.endswith("optimizer")]
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__}.compile takes the optimizers "
-                f"{['optimizer', *self.extra_optimizers]}. Received: {unknown}"
-            )
-        super().compile(optimizer=optimizer, **kwargs)
-        scale_losses = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-        for name, value in extra.items():
-            if scale_losses and not isinstance(value, keras.optimizers.LossScaleOptimizer):
-                # As Keras wraps `optimizer` under mixed_float16: every update scales its loss.
-                value = keras.optimizers.LossScaleOptimizer(value)
-            setattr(self, name, value)
-        self._build_optimizers()
-
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        if config is None:
-            return None
-        for name in self.extra_optimizers:
-            config[name] = keras.saving.serialize_keras_object(getattr(self, name))
-        return config
-
-    def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-
     # ---------------------------------------------------------------- pieces
     def posterior(self, x_scaled, training=False):
         """`(mu, logvar)` of `q(z|x)` for normalised inputs.
@@ -318,18 +274,6 @@ class LatentAutoEncoder(ReconstructionDetector):
         variance = ops.where(steps > 0, self.error_moment / correction, 1.0)
         return ops.maximum(variance, MIN_ERROR_VARIANCE)
 
-    @staticmethod
-    def adversarial_terms(real_logits, fake_logits):
-        """Discriminator loss `-(mean log D(p) + mean log(1 - D(q))) / 2` and accuracy."""
-        real_logits = ops.reshape(real_logits, (-1,))
-        fake_logits = ops.reshape(fake_logits, (-1,))
-        loss = 0.5 * (ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits)))
-        accuracy = 0.5 * (
-            ops.mean(ops.cast(real_logits > 0, "float32"))
-            + ops.mean(ops.cast(fake_logits < 0, "float32"))
-        )
-        return loss, accuracy
-
     def discriminator_step(self, z_prior, z_fake, weight=1.0):
         """One update of the discriminator; returns `(weight * loss, accuracy)`.
 
@@ -350,7 +294,7 @@ class LatentAutoEncoder(ReconstructionDetector):
             else:
                 real_logits = self.discriminator(z_prior, training=True)
                 penalty = 0.0
-            d_loss, accuracy = self.adversarial_terms(
+            d_loss, accuracy = adversarial_terms(
                 real_logits, self.discriminator(z_fake, training=True)
             )
             d_loss = weight * d_loss

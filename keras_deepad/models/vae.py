@@ -11,7 +11,7 @@ from keras_deepad.losses import (
     standard_normal_nll,
 )
 from keras_deepad.models._export_hooks import EMBEDDING_HEADROOM, EdgeHead, floats
-from keras_deepad.models.auto_encoder import ReconstructionDetector
+from keras_deepad.models.reconstruction import ReconstructionDetector
 from keras_deepad.networks.spec import COMMON_ARGUMENTS
 from keras_deepad.scores import generative as generative_scores
 from keras_deepad.utils.validation import check_number, check_range

@@ -2,6 +2,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_deepad.losses.adversarial import adversarial_terms, generator_nll
 from keras_deepad.losses.mmd import KERNELS, MMD_SCALES, mmd
 from keras_deepad.models.base import Declaration, batch_weight, weighted_mean
 from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder
@@ -160,7 +161,7 @@ class WAE(LatentAutoEncoder):
             penalty = self.mmd_penalty(z) * batch_weight(sample_weight)
         else:
             penalty = weighted_mean(
-                ops.softplus(-self.discriminator(z, training=training)), sample_weight
+                generator_nll(self.discriminator(z, training=training)), sample_weight
             )
         return z, x_hat, per_sample, rec_loss, penalty, rec_loss + self.lambda_ * penalty
 
@@ -185,7 +186,7 @@ class WAE(LatentAutoEncoder):
             self.update_compiled_metrics(data)
             return self._record(loss, per_sample, penalty)
 
-        # adversarial_terms halves the sum of the two cross-entropies.
+        # keras_deepad.losses.adversarial_terms halves the sum of the two cross-entropies.
         d_loss, accuracy = self.discriminator_step(
             self.sample_prior(ops.shape(x_scaled)[0]), z, weight=2.0 * self.lambda_
         )
@@ -198,7 +199,7 @@ class WAE(LatentAutoEncoder):
         if self.penalty == "mmd":
             self.update_compiled_metrics(data)
             return self._record(loss, per_sample, penalty)
-        d_loss, accuracy = self.adversarial_terms(
+        d_loss, accuracy = adversarial_terms(
             self.discriminator(self.sample_prior(ops.shape(x_scaled)[0])), self.discriminator(z)
         )
         self.update_compiled_metrics(data)

@@ -1,0 +1,309 @@
+"""`ReconstructionDetector`: the base of every autoencoder family (AE, VAE, AAE, WAE): the
+network spec, reconstruction and feature scores, the hybrid score and their exports."""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_deepad.layers.code_density import CodeDensity
+from keras_deepad.losses import feature_errors, percentile_mean, reconstruction_error
+from keras_deepad.models._export_hooks import (
+    EMBEDDING_HEADROOM,
+    RECONSTRUCTION_ERROR_METHODS,
+    EdgeHead,
+    floats,
+)
+from keras_deepad.models.base import AnomalyDetector, FittedStateCallback
+from keras_deepad.networks.spec import (
+    ARCHITECTURES,
+    SEED_ARCHITECTURE,
+    AutoEncoderSpec,
+)
+
+#: The percentile-loss quantile used when the option is switched on with `True`
+#: (the value of a public re-implementation; the paper's could not be verified).
+DEFAULT_PERCENTILE = 0.95
+#: Rows per eager pass when `fit_code_density` reads the training data.
+CODE_DENSITY_BATCH = 16384
+
+
+def check_percentile(percentile_loss):
+    """`None`/`False` (off), `True` (`DEFAULT_PERCENTILE`) or a quantile in (0, 1)."""
+    if percentile_loss is None or percentile_loss is False:
+        return None
+    if percentile_loss is True:
+        return DEFAULT_PERCENTILE
+    try:
+        q = float(percentile_loss)
+    except (TypeError, ValueError):
+        q = math.nan
+    if not 0.0 < q < 1.0:
+        raise ValueError(
+            "percentile_loss must be None (off), True (q=0.95) or a quantile q in (0, 1). "
+            f"Received: percentile_loss={percentile_loss!r}"
+        )
+    return q
+
+
+def _spec_property(name):
+    return property(
+        lambda self: getattr(self.network_spec, name),
+        doc=f"`{name}` of the detector's `network_spec` (see `AutoEncoderSpec`).",
+    )
+
+
+class ReconstructionDetector(AnomalyDetector):
+    """Shared parts of detectors that score by reconstructing their input.
+
+    Subclasses define `reconstruct_normalised(x_scaled, training=False)`;
+    the class adds reconstruction in input units (`call`, `reconstruct`),
+    per-feature squared errors in normalised units (`feature_scores`),
+    optional user-supplied `encoder`/`decoder` networks and the percentile
+    loss for training on contaminated data. Subclasses forward
+    `percentile_loss` (explicitly or through `**kwargs`) and reduce their
+    per-sample loss with `self.reduce_loss` (the base `train_step` does).
+
+    Args:
+        percentile_loss: `None` (off, the default), `True` (q = 0.95) or a
+            quantile q in (0, 1). When set, within each training batch the
+            samples whose per-sample loss is at or above the batch's
+            q-quantile get zero weight and the loss is the mean over the
+            kept samples (Merrill & Eskandarian 2020), so likely anomalies
+            in contaminated training data do not shape the model. The
+            per-sample loss is the detector's whole objective (for a VAE the
+            reconstruction term plus beta times KL). Under `tf.distribute`
+            the quantile is taken per replica over its share of the batch.
+            `evaluate` reports the same trimmed loss; scores are unchanged.
+        **kwargs: passed to `AnomalyDetector`.
+
+    Reference:
+        Merrill & Eskandarian, "Modified Autoencoder Training and Scoring for
+        Robust Unsupervised Anomaly Detection in Deep Learning", IEEE Access
+        8, 2020.
+    """
+
+    required_methods = (*AnomalyDetector.required_methods, "reconstruct_normalised")
+    #: The architecture arguments the family's constructor takes: fields of
+    #: `keras_deepad.networks.AutoEncoderSpec`, read as attributes of the
+    #: detector (`model.hidden_units`) and stored by `get_config` in this order.
+    network_arguments: tuple[str, ...] = ()
+    #: The `architecture` values the family accepts.
+    architectures: tuple[str, ...] = ARCHITECTURES
+
+    def __init__(self, percentile_loss=None, **kwargs):
+        super().__init__(**kwargs)
+        self.percentile_loss = check_percentile(percentile_loss)
+        # Built in `build_networks` unless a family passes its own (`_set_networks`).
+        self._set_networks(None, None)
+
+    def set_network_spec(self, **arguments):
+        """Checks the family's architecture arguments and keeps them as `network_spec`.
+
+        Families call it from their constructor with the `network_arguments`
+        they take; `build_networks` builds from it (`network_spec.build`)
+        unless the user supplied `encoder` and `decoder`.
+        """
+        if set(arguments) != set(self.network_arguments):
+            raise TypeError(
+                f"{type(self).__name__} declares the network arguments {self.network_arguments}; "
+                f"received {tuple(arguments)}."
+            )
+        self.network_spec = AutoEncoderSpec.checked(
+            architectures=self.architectures,
+            latent_multiple=SEED_ARCHITECTURE in self.architectures,
+            owner=type(self).__name__,
+            **arguments,
+        )
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Each declared architecture argument reads the one spec (a read-only attribute).
+        for name in cls.network_arguments:
+            if not isinstance(getattr(cls, name, None), property):
+                setattr(cls, name, _spec_property(name))
+
+    def reduce_loss(self, per_sample, sample_weight=None):
+        """The batch mean, or the percentile-loss mean when `percentile_loss` is set."""
+        if self.percentile_loss is None:
+            return super().reduce_loss(per_sample, sample_weight)
+        return percentile_mean(per_sample, self.percentile_loss, sample_weight)
+
+    # ----------------------------------------------------------- hybrid score
+    #: The plain reconstruction-error score method of a detector with a `"hybrid"` score:
+    #: what is read during `fit` (e.g. by `CumulativeErrorScoring`), before the hybrid
+    #: score's statistics exist.
+    error_score_method: str | None = None
+
+    @property
+    def score_method_during_fit(self):
+        """The reconstruction error while the hybrid score's statistics do not exist yet."""
+        return self.error_score_method if self.score_method == "hybrid" else self.score_method
+
+    @property
+    def has_hybrid_score(self) -> bool:
+        """Whether this detector offers the `"hybrid"` score (see `CodeDensity`)."""
+        return "hybrid" in self.score_methods
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.has_hybrid_score and getattr(self, "code_density", None) is None:
+            zeros = ops.zeros((2, *self.feature_shape))
+            code_dim = int(ops.shape(self.code_and_reconstruction(zeros)[0])[-1])
+            self.code_density = CodeDensity(code_dim, name="code_density", dtype="float32")
+            self.code_density.build()
+
+    def code_and_reconstruction(self, x_scaled):
+        """`(flat codes, reconstructions)` of normalised rows, what `"hybrid"` reads.
+
+        Detectors that list `"hybrid"` in `score_methods` define it: the
+        encoder's (mean) output, flattened to `(batch, code_dim)`, and its
+        decoding in normalised units.
+        """
+        raise TypeError(f"{type(self).__name__} has no hybrid score.")
+
+    def hybrid_parts(self, x_scaled):
+        """`(mean squared errors, flat codes)` of normalised rows."""
+        code, reconstruction = self.code_and_reconstruction(x_scaled)
+        return reconstruction_error(x_scaled, reconstruction, "mse"), code
+
+    def hybrid_score(self, x_scaled):
+        """The `"hybrid"` score of normalised rows (graph code; see `CodeDensity`)."""
+        errors, codes = self.hybrid_parts(x_scaled)
+        return self.code_density(errors, codes)
+
+    def check_score_ready(self, method):
+        """The `"hybrid"` score needs the code statistics `fit` sets when training ends."""
+        if method == "hybrid" and not self.code_density.is_fitted:
+            raise ValueError(
+                f"the 'hybrid' score of this {type(self).__name__} needs the statistics of its "
+                "training codes, which fit() sets when training ends; this model has none "
+                "(saved before they existed, or never fitted). Call "
+                "fit_code_density(x_train) once, or score with another method "
+                f"({[m for m in self.score_methods if m != 'hybrid']})."
+            )
+
+    def fit_code_density(self, x, batch_size=None):
+        """Sets the `"hybrid"` score's statistics from training data `x` (`fit` does this).
+
+        `x` is what `score` accepts (raw units); in-memory arrays are read
+        `batch_size` rows at a time (default 16384). Returns `self`.
+        """
+        self.require_built("fit_code_density")
+        if not self.has_hybrid_score:
+            raise TypeError(f"{type(self).__name__} has no hybrid score.")
+
+        def parts(t):
+            errors, codes = self.hybrid_parts(self.scaler(t))
+            return ops.concatenate([ops.expand_dims(errors, -1), codes], axis=-1)
+
+        # One pass, run eagerly in large batches: tracing a function used once per fit would
+        # cost more than it saves (a small table's fit ends here).
+        batch_size = batch_size or CODE_DENSITY_BATCH
+        width = 1 + self.code_density.code_dim
+        values = self.run_batched(x, parts, batch_size, (width,))
+        finite = np.isfinite(values).all(axis=1)
+        if not finite.any():
+            # A diverged network (fit(check_finite=False)): NaN statistics keep every hybrid
+            # score NaN, so using the model raises the NaN-weights error as for other scores.
+            self.code_density.invalidate()
+            return self
+        self.code_density.fit(values[finite, 1:], values[finite, 0])
+        return self
+
+    def prepare_training(self, x, batch_size=None, verbose="auto", sample_weight=None):
+        """The hybrid score's statistics are taken from `x` when training ends."""
+        return [FittedStateCallback(self, x)] if self.has_hybrid_score else []
+
+    def finish_training(self, x):
+        """Fits the `"hybrid"` score's code statistics on the training data."""
+        if self.has_hybrid_score:
+            self.fit_code_density(x)
+
+    def _set_networks(self, encoder, decoder):
+        if (encoder is None) != (decoder is None):
+            raise ValueError("pass both encoder and decoder, or neither.")
+        self.encoder = encoder
+        self.decoder = decoder
+        self._user_networks = encoder is not None
+
+    def call(self, x, training=False):
+        return self.scaler.inverse(self.reconstruct_normalised(self.scaler(x)))
+
+    def compute_feature_scores(self, x):
+        x_scaled = self.scaler(x)
+        return feature_errors(x_scaled, self.reconstruct_normalised(x_scaled), "squared")
+
+    def feature_scores(self, x, batch_size=None):
+        """Per-feature squared errors (normalised units), same shape as `x`."""
+        self.require_built("feature_scores")
+        fn = self.traced_function(("feature_scores",), self.compute_feature_scores)
+        return self.run_batched(x, fn, batch_size, self.feature_shape)
+
+    # --------------------------------------------------------------- exports
+    def export_endpoints(self):
+        """`reconstruct` (input units) and `feature_scores` signatures on raw input."""
+        return {
+            "reconstruct": lambda x: {"reconstruction": self(x, training=False)},
+            "feature_scores": lambda x: {"feature_scores": self.compute_feature_scores(x)},
+        }
+
+    def export_edge_head(self, method):
+        """The reconstruction in normalised units (the host takes the error).
+
+        For `"hybrid"` also the code, and the host adds its Mahalanobis
+        distance (`CodeDensity`); `None` for a score that is not one of
+        these (a subclass's own score methods).
+        """
+        if method == "hybrid":
+            return self._hybrid_edge_head()
+        error = RECONSTRUCTION_ERROR_METHODS.get(method)
+        if error is None:
+            return None
+        return EdgeHead(
+            fn=lambda x_norm: {"reconstruction": self.reconstruct_normalised(x_norm)},
+            scoring={"kind": "reconstruction_error", "error": error, "output": "reconstruction"},
+        )
+
+    def _hybrid_edge_head(self):
+        density = self.code_density
+
+        def head(x_norm):
+            code, reconstruction = self.code_and_reconstruction(x_norm)
+            return {"reconstruction": reconstruction, "code": code}
+
+        return EdgeHead(
+            fn=head,
+            scoring={
+                "kind": "hybrid",
+                "output": "reconstruction",
+                "code_output": "code",
+                "mean": floats(density.mean),
+                "precision": floats(ops.reshape(density.precision, (-1,))),
+                "log_stats": floats(density.log_stats),
+            },
+            # The code grows with the anomaly: clipping it to the normal range would hide some.
+            calibration_headroom=EMBEDDING_HEADROOM,
+        )
+
+    def network_graph_outputs(self, x):
+        """The reconstruction (normalised units) of the encoder and decoder."""
+        return {"reconstruction": self.reconstruct_normalised(self.scaler(x))}
+
+    def reconstruct(self, x, batch_size=None):
+        """Reconstructions of `x` in input units, same shape as `x`."""
+        self.require_built("reconstruct")
+        fn = self.traced_function(("reconstruct",), lambda t: self(t, training=False))
+        return self.run_batched(x, fn, batch_size, self.feature_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["percentile_loss"] = self.percentile_loss
+        if self.network_arguments:
+            config.update(self.network_spec.config(self.network_arguments))
+        # User-supplied networks travel in the config; built ones are rebuilt from it.
+        if self._user_networks:
+            config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
+            config["decoder"] = keras.saving.serialize_keras_object(self.decoder)
+        return config
