@@ -1,7 +1,9 @@
-"""The members of a `DetectorEnsemble`: the default list, their checks, and how their scores
-are standardised."""
+"""The members of a `DetectorEnsemble`: the default list, the checks of members and
+arguments, how their scores are standardised, and their merged training history."""
 
 from __future__ import annotations
+
+import warnings
 
 import keras
 import numpy as np
@@ -13,6 +15,7 @@ from keras_deepad.models.one_class_nn import OCNN
 from keras_deepad.models.vae import VAE
 
 STANDARDIZATIONS = ("robust", "zscore")
+#: The combination rules of the members' standardised scores; the first is the default.
 COMBINES = ("mean", "max")
 #: A member whose training-score spread is at most this (relative to its location) is
 #: degenerate: it is scaled by 1 (and a warning says so) instead of divided by ~0.
@@ -129,3 +132,91 @@ def _copy_optimizer(optimizer):
     if isinstance(optimizer, keras.optimizers.Optimizer):
         return type(optimizer).from_config(optimizer.get_config())
     return keras.optimizers.get(optimizer)
+
+
+def member_standardization(members, x, standardization, batch_size=None):
+    """`(locations, scales)`: each member's score location and scale on `x` (warns for a
+    member that scores `x` constantly; refuses one whose scores are not finite)."""
+    locations, scales = [], []
+    for i, member in enumerate(members):
+        scores = member.score(x, batch_size=batch_size).astype(np.float64)
+        if not np.isfinite(scores).all():
+            raise ValueError(
+                f"members[{i}] ({member.name}) gives non-finite scores on x: train it "
+                "first (fit the ensemble, or fit the member before fit_standardization)."
+            )
+        location, scale, kind = _location_scale(scores, standardization)
+        if kind is None:
+            warnings.warn(
+                f"members[{i}] ({member.name}) scores the training data (almost) "
+                f"constantly (around {location:.4g}); it is scaled by 1 and adds nothing "
+                "but a constant to the ensemble.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        locations.append(location)
+        scales.append(scale)
+    return locations, scales
+
+
+def merged_history(ensemble, histories, epochs):
+    """One `History` of the members' fits: each member's logs as `"<i>:<name>/<key>"`, and
+    `"loss"`, the mean of the members' losses per epoch."""
+    logs = {}
+    for i, (member, history) in enumerate(zip(ensemble.members, histories, strict=True)):
+        for key, values in history.history.items():
+            logs[f"{i}:{member.name}/{key}"] = [float(v) for v in values]
+    losses = [h.history["loss"] for h in histories if "loss" in h.history]
+    n_epochs = min((len(loss) for loss in losses), default=0)
+    history = keras.callbacks.History()
+    history.set_model(ensemble)
+    history.epoch = list(range(n_epochs))
+    history.params = {"epochs": int(epochs), "members": len(ensemble.members)}
+    history.history = {
+        "loss": [float(np.mean([loss[e] for loss in losses])) for e in range(n_epochs)],
+        **logs,
+    }
+    return history
+
+
+def members_without_feature_scores(members) -> list[str]:
+    """The members that have no per-feature scores (`compute_feature_scores`), described."""
+    return [
+        f"members[{i}] {member.name} ({type(member).__name__})"
+        for i, member in enumerate(members)
+        if not callable(getattr(member, "compute_feature_scores", None))
+    ]
+
+
+def check_member_feature_scores(members) -> None:
+    """A `ValueError` naming the members without per-feature scores, if any."""
+    missing = members_without_feature_scores(members)
+    if missing:
+        raise ValueError(
+            "feature_scores needs per-feature scores from every member; these members "
+            f"have none: {missing}. Use member_scores(x) for a per-member breakdown instead."
+        )
+
+
+def check_ensemble_arguments(combine, score_method, normalization, standardization) -> str:
+    """The combination rule `DetectorEnsemble(...)` uses; a `ValueError` naming a bad argument."""
+    if combine is not None and score_method is not None and combine != score_method:
+        raise ValueError(
+            "combine and score_method name the same choice and disagree. "
+            f"Received: combine={combine!r}, score_method={score_method!r}"
+        )
+    combine = combine or score_method or COMBINES[0]
+    if combine not in COMBINES:
+        raise ValueError(f"combine must be one of {COMBINES}. Received: combine={combine!r}")
+    if normalization is not None:
+        raise ValueError(
+            "DetectorEnsemble takes no normalization: each member normalises its own "
+            f"input (pass normalization to the members). Received: normalization="
+            f"{normalization!r}"
+        )
+    if standardization not in STANDARDIZATIONS:
+        raise ValueError(
+            f"standardization must be one of {STANDARDIZATIONS}. "
+            f"Received: standardization={standardization!r}"
+        )
+    return combine

@@ -9,16 +9,19 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_deepad.models._ensemble_members import (  # noqa: F401  (importable from here)
-    _MIN_RELATIVE_SCALE,
+from keras_deepad.models._ensemble_members import (
     _NO_JOINT_OBJECTIVE,
     COMBINES,
-    STANDARDIZATIONS,
     _check_members,
     _copy_optimizer,
-    _location_scale,
+    _location_scale,  # noqa: F401  (the benchmarks and tests import it from here)
     _plain,
+    check_ensemble_arguments,
+    check_member_feature_scores,
     default_members,
+    member_standardization,
+    members_without_feature_scores,
+    merged_history,
 )
 from keras_deepad.models._fit_helpers import check_fit_input, training_inputs
 from keras_deepad.models.base import AnomalyDetector
@@ -112,25 +115,7 @@ class DetectorEnsemble(AnomalyDetector):
         seed=None,
         **kwargs,
     ):
-        if combine is not None and score_method is not None and combine != score_method:
-            raise ValueError(
-                "combine and score_method name the same choice and disagree. "
-                f"Received: combine={combine!r}, score_method={score_method!r}"
-            )
-        combine = combine or score_method or self.default_score_method
-        if combine not in COMBINES:
-            raise ValueError(f"combine must be one of {COMBINES}. Received: combine={combine!r}")
-        if normalization is not None:
-            raise ValueError(
-                "DetectorEnsemble takes no normalization: each member normalises its own "
-                f"input (pass normalization to the members). Received: normalization="
-                f"{normalization!r}"
-            )
-        if standardization not in STANDARDIZATIONS:
-            raise ValueError(
-                f"standardization must be one of {STANDARDIZATIONS}. "
-                f"Received: standardization={standardization!r}"
-            )
+        combine = check_ensemble_arguments(combine, score_method, normalization, standardization)
         members = default_members(seed) if members is None else _check_members(members)
         super().__init__(normalization=None, score_method=combine, seed=seed, **kwargs)
         self.members = members
@@ -236,24 +221,7 @@ class DetectorEnsemble(AnomalyDetector):
         ]
         self.fit_standardization(state_x)
         self.warm_score_function()
-        return self._history(histories, epochs)
-
-    def _history(self, histories, epochs):
-        logs = {}
-        for i, (member, history) in enumerate(zip(self.members, histories, strict=True)):
-            for key, values in history.history.items():
-                logs[f"{i}:{member.name}/{key}"] = [float(v) for v in values]
-        losses = [h.history["loss"] for h in histories if "loss" in h.history]
-        n_epochs = min((len(loss) for loss in losses), default=0)
-        history = keras.callbacks.History()
-        history.set_model(self)
-        history.epoch = list(range(n_epochs))
-        history.params = {"epochs": int(epochs), "members": len(self.members)}
-        history.history = {
-            "loss": [float(np.mean([loss[e] for loss in losses])) for e in range(n_epochs)],
-            **logs,
-        }
-        return history
+        return merged_history(self, histories, epochs)
 
     def fit_standardization(self, x, batch_size=None):
         """Sets each member's location and scale from its scores on `x` (no training).
@@ -271,25 +239,9 @@ class DetectorEnsemble(AnomalyDetector):
         x, feature_shape = check_fit_input(self.feature_shape, x)
         if not self.built or self.feature_shape is None:
             self.build((None, *feature_shape))
-        locations, scales = [], []
-        for i, member in enumerate(self.members):
-            scores = member.score(x, batch_size=batch_size).astype(np.float64)
-            if not np.isfinite(scores).all():
-                raise ValueError(
-                    f"members[{i}] ({member.name}) gives non-finite scores on x: train it "
-                    "first (fit the ensemble, or fit the member before fit_standardization)."
-                )
-            location, scale, kind = _location_scale(scores, self.standardization)
-            if kind is None:
-                warnings.warn(
-                    f"members[{i}] ({member.name}) scores the training data (almost) "
-                    f"constantly (around {location:.4g}); it is scaled by 1 and adds nothing "
-                    "but a constant to the ensemble.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            locations.append(location)
-            scales.append(scale)
+        locations, scales = member_standardization(
+            self.members, x, self.standardization, batch_size
+        )
         self.member_location.assign(np.asarray(locations, dtype=np.float32))
         self.member_scale.assign(np.asarray(scales, dtype=np.float32))
         return np.asarray(locations, np.float32), np.asarray(scales, np.float32)
@@ -389,22 +341,7 @@ class DetectorEnsemble(AnomalyDetector):
     @property
     def has_feature_scores(self) -> bool:
         """Whether every member has per-feature scores (`compute_feature_scores`)."""
-        return not self._members_without_feature_scores()
-
-    def _members_without_feature_scores(self):
-        return [
-            f"members[{i}] {member.name} ({type(member).__name__})"
-            for i, member in enumerate(self.members)
-            if not callable(getattr(member, "compute_feature_scores", None))
-        ]
-
-    def _check_feature_scores(self):
-        missing = self._members_without_feature_scores()
-        if missing:
-            raise ValueError(
-                "feature_scores needs per-feature scores from every member; these members "
-                f"have none: {missing}. Use member_scores(x) for a per-member breakdown instead."
-            )
+        return not members_without_feature_scores(self.members)
 
     def compute_feature_scores(self, x):
         """Mean over members of `feature_scores_i / scale_i`, same shape as `x`.
@@ -416,7 +353,7 @@ class DetectorEnsemble(AnomalyDetector):
         features of the result is the `"mean"` score plus the constant
         `mean_i(location_i / scale_i)`.
         """
-        self._check_feature_scores()
+        check_member_feature_scores(self.members)
         parts = [
             member.compute_feature_scores(x) / self.member_scale[i]
             for i, member in enumerate(self.members)
@@ -429,7 +366,7 @@ class DetectorEnsemble(AnomalyDetector):
         The mean over members of each member's `feature_scores` in units of
         its score scale, whatever `combine` is.
         """
-        self._check_feature_scores()
+        check_member_feature_scores(self.members)
         self._require_standardized("feature_scores")
         fn = self.traced_function(("feature_scores",), self.compute_feature_scores)
         return self.run_batched(x, fn, batch_size, self.feature_shape)
