@@ -18,7 +18,8 @@ from keras_deepad.cli.common import (  # noqa: F401  (the command-line helpers, 
     save_keras_atomically,
     train_and_calibrate,
 )
-from keras_deepad.cli.parser import DESCRIPTION, EXAMPLES, build_parser  # noqa: F401
+from keras_deepad.cli.help_text import DESCRIPTION, EXAMPLES  # noqa: F401
+from keras_deepad.cli.parser import build_parser  # noqa: F401
 
 
 def _quiet_tensorflow():
