@@ -5,6 +5,8 @@ import numpy as np
 from keras import ops
 
 MODES = (None, "minmax", "standard")
+#: Rows `FeatureScaler.adapt` converts to float64 at a time.
+ADAPT_BLOCK_ROWS = 8192
 
 
 @keras.saving.register_keras_serializable(package="keras_deepad")
@@ -54,7 +56,9 @@ class FeatureScaler(keras.layers.Layer):
         for index, batch in enumerate(batches):
             if isinstance(batch, tuple | list):
                 batch = batch[0]
-            values = np.asarray(batch, dtype=np.float64)
+            values = np.asarray(batch)
+            if not np.issubdtype(values.dtype, np.floating):
+                values = values.astype(np.float64)
             values = values.reshape(-1, values.shape[-1])
             if not np.isfinite(values).all():
                 row = int(np.argwhere(~np.isfinite(values))[0][0])
@@ -68,10 +72,13 @@ class FeatureScaler(keras.layers.Layer):
                 low = np.full(values.shape[-1], np.inf)
                 high = np.full(values.shape[-1], -np.inf)
             count += len(values)
-            total += values.sum(axis=0)
-            total_sq += np.square(values).sum(axis=0)
-            low = np.minimum(low, values.min(axis=0))
-            high = np.maximum(high, values.max(axis=0))
+            # In float64, a block of rows at a time: no float64 copy of a large array.
+            for start in range(0, len(values), ADAPT_BLOCK_ROWS):
+                block = values[start : start + ADAPT_BLOCK_ROWS].astype(np.float64)
+                total += block.sum(axis=0)
+                total_sq += np.square(block).sum(axis=0)
+                low = np.minimum(low, block.min(axis=0))
+                high = np.maximum(high, block.max(axis=0))
         if not count:
             raise ValueError("FeatureScaler.adapt received no data.")
         if not self.built:
@@ -86,7 +93,7 @@ class FeatureScaler(keras.layers.Layer):
         # A constant feature carries no information: leave it unscaled instead of dividing by 0.
         span = np.where(span > 1e-12, span, 1.0)
         if self.mode is not None and isinstance(data, np.ndarray):
-            _warn_dominated_span(np.asarray(data, np.float64).reshape(-1, len(span)), span)
+            _warn_dominated_span(np.asarray(data).reshape(-1, len(span)), span)
         self.offset.assign(offset.astype("float32"))
         self.scale.assign((1.0 / span).astype("float32"))
         self.adapted.assign(1.0)
@@ -120,7 +127,8 @@ def _warn_dominated_span(values: np.ndarray, span: np.ndarray) -> None:
     """
     if len(values) < 50:
         return
-    values = values[:: max(1, len(values) // 10_000)]  # a strided sample is enough
+    # A strided sample is enough.
+    values = values[:: max(1, len(values) // 10_000)].astype(np.float64)
     low, high = np.percentile(values, [1, 99], axis=0)
     central = high - low
     dominated = np.flatnonzero((central > 0) & (span > DOMINATED_SPAN_RATIO * central))

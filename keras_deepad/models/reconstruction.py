@@ -5,6 +5,7 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from keras_deepad.layers.code_density import CodeDensity
@@ -21,12 +22,17 @@ from keras_deepad.networks.spec import (
     SEED_ARCHITECTURE,
     AutoEncoderSpec,
 )
+from keras_deepad.utils.validation import check_array
 
 #: The percentile-loss quantile used when the option is switched on with `True`
 #: (the value of a public re-implementation; the paper's could not be verified).
 DEFAULT_PERCENTILE = 0.95
 #: Rows per eager pass when `fit_code_density` reads the training data.
 CODE_DENSITY_BATCH = 16384
+#: The most rows of an in-memory training set `fit_code_density` reads (evenly spaced): the
+#: mean, shrunk covariance and log spreads of a code of tens of dimensions are settled long
+#: before, and reading all of 100,000 rows cost 0.3-0.7 s of a 3 s fit on 2 CPU cores.
+CODE_DENSITY_ROWS = 16384
 
 
 def check_percentile(percentile_loss):
@@ -187,12 +193,18 @@ class ReconstructionDetector(AnomalyDetector):
     def fit_code_density(self, x, batch_size=None):
         """Sets the `"hybrid"` score's statistics from training data `x` (`fit` does this).
 
-        `x` is what `score` accepts (raw units); in-memory arrays are read
-        `batch_size` rows at a time (default 16384). Returns `self`.
+        `x` is what `score` accepts (raw units); of an in-memory `x` longer
+        than `CODE_DENSITY_ROWS` (16384), that many evenly spaced rows are
+        read, `batch_size` rows at a time (default 16384); a dataset is read
+        whole. Returns `self`.
         """
         self.require_built("fit_code_density")
         if not self.has_hybrid_score:
             raise TypeError(f"{type(self).__name__} has no hybrid score.")
+        if not isinstance(x, tf.data.Dataset):
+            x = check_array(x, self.feature_shape, name="x")
+            if len(x) > CODE_DENSITY_ROWS:
+                x = x[np.linspace(0, len(x) - 1, CODE_DENSITY_ROWS).round().astype(np.int64)]
 
         def parts(t):
             errors, codes = self.hybrid_parts(self.scaler(t))

@@ -8,12 +8,12 @@ import keras
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
-from sklearn.covariance import LedoitWolf
+from sklearn.covariance import LedoitWolf, ledoit_wolf
 from sklearn.metrics import roc_auc_score
 
 from keras_deepad import edge
 from keras_deepad.layers import CodeDensity
-from keras_deepad.layers.code_density import LOG_EPS
+from keras_deepad.layers.code_density import LOG_EPS, ledoit_wolf_covariance
 from keras_deepad.models import AAE, AE, VAE, WAE
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -89,12 +89,14 @@ def test_hybrid_is_the_default_and_equals_numpy(factory, manifold):
 def test_hybrid_sees_anomalies_on_the_learned_manifold(manifold):
     """Reconstruction error misses rows out along the plane; the code's distance does not."""
     x_train, x_test, y_test = manifold
-    model = AE(hidden_units=(32,), latent_dim=4, latent_activation=None, dropout=0.0, seed=0)
-    model.fit(x_train, epochs=40, batch_size=64, verbose=0)
-    mse = roc_auc_score(y_test, model.score(x_test, method="mse"))
-    hybrid = roc_auc_score(y_test, model.score(x_test))
-    assert mse < 0.8, mse  # the anomalies lie on the plane the network reconstructs
-    assert hybrid >= 0.95, hybrid
+    mse = []
+    for seed in range(3):  # the error's AUROC varies with the seed (0.67-0.83): judge its mean
+        model = AE(hidden_units=(32,), latent_dim=4, latent_activation=None, dropout=0.0, seed=seed)
+        model.fit(x_train, epochs=40, batch_size=64, verbose=0)
+        mse.append(roc_auc_score(y_test, model.score(x_test, method="mse")))
+        hybrid = roc_auc_score(y_test, model.score(x_test))
+        assert hybrid >= 0.95, (seed, hybrid)
+    assert np.mean(mse) < 0.8, mse  # the anomalies lie on the plane the network reconstructs
 
 
 def test_vae_has_no_hybrid_score():
@@ -133,6 +135,18 @@ def test_a_model_saved_before_the_hybrid_score_loads_and_says_what_to_do(tmp_pat
     model.save(tmp_path / "again.keras")
     again = keras.saving.load_model(tmp_path / "again.keras")
     np.testing.assert_array_equal(again.score(inputs, method="hybrid"), scores)
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "scale"), [(5000, 32, 1.0), (40, 8, 3.0), (3, 6, 1.0), (200, 1, 2.0), (50, 4, 0.0)]
+)
+def test_ledoit_wolf_covariance_equals_scikit_learns(n, d, scale):
+    rng = np.random.default_rng(n + d)
+    mixing = rng.normal(size=(d, d)) * scale
+    codes = rng.normal(size=(n, d)) @ mixing
+    centred = codes - codes.mean(axis=0)
+    expected, _ = ledoit_wolf(centred, assume_centered=True)
+    np.testing.assert_allclose(ledoit_wolf_covariance(centred), expected, rtol=1e-10, atol=1e-14)
 
 
 def test_code_density_refuses_codes_it_cannot_use():

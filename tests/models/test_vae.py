@@ -252,4 +252,5 @@ def test_contract_of_a_vae_with_one_decoder_variance(blobs, tmp_path):
         lambda: VAE(hidden_units=(16,), latent_dim=3, decoder_variance="scalar", seed=0),
         blobs,
         tmp_path,
+        epochs=5,  # after 3 its latent score is 0.90-0.93 over seeds 0-4: too near the floor
     )

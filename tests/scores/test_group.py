@@ -116,30 +116,37 @@ def test_command_line(vae, planted, tmp_path, capsys):
     assert sorted(table[:, 2]) == list(range(1, len(x) + 1))
 
     # An AAE trained from the command line on the inputs, its default score chosen there.
-    trained = run(
-        "train",
-        "--model",
-        "aae",
-        "--epochs",
-        "20",
-        "--param",
-        "latent_dim=2",
-        "--param",
-        "hidden_units=[32]",
-        # The former AAE defaults (min-max inputs, Adam 1e-3). With the current ones, or either
-        # change alone, the latent score ranks this tight planted group as normal (AUROC
-        # 0.02-0.03): the group's codes land in the prior's bulk.
-        "--param",
-        'normalization="minmax"',
-        "--learning-rate",
-        "1e-3",
-        "--score-method",
-        "latent",
-        "--output",
-        str(tmp_path / "aae.keras"),
-        *common,
-    )
-    assert trained["metrics"]["auroc"] > 0.5
+    # One run's latent AUROC on this tight group depends on the training seed (0.35-0.96 over
+    # six seeds): judged by the mean over three seeded runs.
+    aurocs = []
+    for seed in ("2", "1", "0"):  # the last, seed 0, is the file the lines below read
+        trained = run(
+            "train",
+            "--model",
+            "aae",
+            "--epochs",
+            "20",
+            "--param",
+            "latent_dim=2",
+            "--param",
+            "hidden_units=[32]",
+            # The former AAE defaults (min-max inputs, Adam 1e-3). With the current ones, or either
+            # change alone, the latent score ranks this tight planted group as normal (AUROC
+            # 0.02-0.03): the group's codes land in the prior's bulk.
+            "--param",
+            'normalization="minmax"',
+            "--learning-rate",
+            "1e-3",
+            "--score-method",
+            "latent",
+            "--seed",
+            seed,
+            "--output",
+            str(tmp_path / "aae.keras"),
+            *common,
+        )
+        aurocs.append(trained["metrics"]["auroc"])
+    assert np.mean(aurocs) > 0.5, aurocs
     assert keras.models.load_model(tmp_path / "aae.keras").score_method == "latent"
     evaluated = run(
         "evaluate",
