@@ -78,6 +78,10 @@ FAST_PATH_BYTES = 256 * 2**20
 #: The most batches `fit` runs per compiled call when `compile` left `steps_per_execution`
 #: to it (in-memory arrays): a small table's epoch is one call, a large one's a few hundred.
 AUTO_STEPS_PER_EXECUTION = 32
+#: Arrays of at least this many rows are shuffled by gathering batches from one permutation
+#: per epoch (`epoch_batches`); smaller ones through a shuffle buffer, whose pipeline starts
+#: about 50 ms sooner and costs little per epoch at that size.
+GATHER_ROWS = 32_768
 
 
 def _fast_path(x, kwargs) -> bool:
@@ -276,6 +280,13 @@ def repeated_dataset(detector, x, batch_size, sample_weight, kwargs):
     kwargs["shuffle"] = False  # done in the pipeline; Keras would warn that it ignores it
     kwargs.pop("sample_weight", None)
     kwargs["steps_per_epoch"] = steps
+    if len(x) < GATHER_ROWS:
+        # A shuffle buffer costs little on a small array and its pipeline starts faster.
+        data = tf.data.Dataset.from_tensor_slices(columns)
+        if shuffle:
+            seed = None if detector.seed is None else int(detector.seed)
+            data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        return data.batch(batch_size).repeat().prefetch(tf.data.AUTOTUNE)
     seed = None
     if shuffle:
         # Follows keras.utils.set_random_seed when the detector has no seed of its own.

@@ -443,3 +443,44 @@ def test_tensorboard_without_its_package_is_a_clear_error(monkeypatch, tmp_path)
     with pytest.raises(ImportError, match=r"keras-deepad\[tensorboard\]"):
         model.fit(_low_rank(64), epochs=1, callbacks=[keras.callbacks.TensorBoard(str(tmp_path))])
     assert not model.built
+
+
+def test_epoch_batches_visit_every_row_once_per_epoch_in_a_seeded_order():
+    from keras_deepad.models._fit_helpers import epoch_batches
+
+    rows = np.arange(10, dtype=np.float32)[:, None]
+    weights = np.arange(10, dtype=np.float32) * 2
+
+    def epochs(seed, n=3):
+        it = iter(epoch_batches((rows, weights), 4, seed))
+        out = []
+        for _ in range(n):
+            batches = [next(it) for _ in range(3)]  # 4 + 4 + 2 rows
+            assert [len(b[0]) for b in batches] == [4, 4, 2]
+            for x, w in batches:
+                np.testing.assert_array_equal(np.asarray(w), 2 * np.asarray(x)[:, 0])
+            out.append(np.concatenate([np.asarray(b[0])[:, 0] for b in batches]))
+        return out
+
+    shuffled = epochs(seed=5)
+    for order in shuffled:
+        assert sorted(order) == list(range(10))
+    assert not np.array_equal(shuffled[0], shuffled[1])
+    np.testing.assert_array_equal(np.stack(shuffled), np.stack(epochs(seed=5)))
+    assert not np.array_equal(np.stack(shuffled), np.stack(epochs(seed=6)))
+    np.testing.assert_array_equal(epochs(seed=None, n=1)[0], np.arange(10))
+
+
+def test_large_arrays_train_on_gathered_batches_reproducibly(monkeypatch):
+    from keras_deepad.models import _fit_helpers
+
+    monkeypatch.setattr(_fit_helpers, "GATHER_ROWS", 100)
+    x = _low_rank(200)
+    weights = []
+    for _ in range(2):
+        model = AE(hidden_units=(8,), latent_dim=2, seed=0)
+        model.fit(x, epochs=2, batch_size=64, verbose=0)
+        assert int(model.optimizer.iterations.numpy()) == 2 * 4
+        weights.append(model.get_weights())
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)
