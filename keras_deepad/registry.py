@@ -87,15 +87,15 @@ _SPECS = [
     DetectorSpec(
         "deep-svdd",
         "DeepSVDD",
-        "Deep SVDD, one-class, bias-free MLP (32 hidden, rep 16) with autoencoder pretraining.",
-        {"objective": "one-class", "hidden_units": [32], "rep_dim": 16},
+        "Deep SVDD, one-class, bias-free MLP (128 hidden, rep 64) with autoencoder pretraining.",
+        {"objective": "one-class", "hidden_units": [128], "rep_dim": 64},
         {"batch_size": 64},
     ),
     DetectorSpec(
         "deep-svdd-soft",
         "DeepSVDD",
-        "Deep SVDD, soft-boundary (nu 0.1), bias-free MLP (32 hidden, rep 16).",
-        {"objective": "soft-boundary", "nu": 0.1, "hidden_units": [32], "rep_dim": 16},
+        "Deep SVDD, soft-boundary (nu 0.1), bias-free MLP (128 hidden, rep 64).",
+        {"objective": "soft-boundary", "nu": 0.1, "hidden_units": [128], "rep_dim": 64},
         {"batch_size": 64},
     ),
     DetectorSpec(

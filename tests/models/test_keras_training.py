@@ -412,7 +412,9 @@ def test_jit_compiled_training(name):
     """`compile(jit_compile=True)` reaches Keras: the step runs through XLA and trains."""
     x = _low_rank(256)
     model = FACTORIES[name]()
-    model.compile(jit_compile=True)
+    # Deep SVDD's default 1e-5 (dense) moves its loss by less than the batch noise in 4 epochs.
+    optimizer = keras.optimizers.Adam(1e-3) if isinstance(model, DeepSVDD) else None
+    model.compile(optimizer, jit_compile=True)
     members = getattr(model, "members", [model])
     assert all(member.jit_compile for member in members)
     losses = model.fit(x, epochs=4, batch_size=64, verbose=0).history["loss"]
