@@ -19,6 +19,7 @@ Reference:
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import keras
@@ -235,18 +236,28 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
     """Stops `fit` at the first non-finite loss, restores the last finite state and raises.
 
     `AnomalyDetector.fit` adds it unless `fit(..., check_finite=False)`. The
-    weights and every optimizer's variables are kept at the start and at each
-    epoch end whose logs are all finite; on a NaN or infinite loss they are
+    weights and every optimizer's variables are kept at the start and at
+    epoch ends whose logs are all finite (see below); on a NaN or infinite loss they are
     put back and `TrainingDivergedError` names the epoch, the batch and the
     likely causes. The check reads the loss once per compiled call
     (`steps_per_execution` batches), so the batch is given as "at or before".
+
+    Copying the state costs about as much as a small table's epoch, so an
+    epoch end is kept only once the training since the last copy took
+    `1 / SNAPSHOT_BUDGET` times as long as that copy (at most 5% of the fit
+    goes to copies): the weights put back are those of the last epoch kept,
+    which the error names.
     """
+
+    #: The most of a fit's time that copies of the last finite state may take.
+    SNAPSHOT_BUDGET = 0.05
 
     def __init__(self, detector):
         super().__init__()
         self.detector = detector
         self.epoch = 0
         self._saved, self._saved_epoch, self._last_loss = None, None, None
+        self._saved_at, self._save_cost = 0.0, 0.0
 
     def _state(self):
         variables = list(self.detector.weights)
@@ -257,7 +268,10 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         return variables
 
     def _save(self):
+        start = time.perf_counter()
         self._saved = [np.array(v.numpy()) for v in self._state()]
+        self._saved_at = time.perf_counter()
+        self._save_cost = self._saved_at - start
 
     def on_train_begin(self, logs=None):
         self._save()
@@ -275,8 +289,9 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         bad = sorted(k for k, v in values.items() if not np.isfinite(v))
         if bad:
             self._fail(f"in epoch {epoch + 1} ({', '.join(bad)})")
-        self._save()
-        self._saved_epoch, self._last_loss = epoch + 1, values.get("loss")
+        if time.perf_counter() - self._saved_at >= self._save_cost / self.SNAPSHOT_BUDGET:
+            self._save()
+            self._saved_epoch, self._last_loss = epoch + 1, values.get("loss")
 
     def _fail(self, where):
         for variable, value in zip(self._state(), self._saved, strict=True):

@@ -135,6 +135,29 @@ def test_a_diverging_fit_raises_and_keeps_the_last_finite_weights(cls):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_fit_diverging_late_keeps_the_weights_of_the_epoch_it_names():
+    """The state put back is the one of the epoch end the error names, not the fit's start."""
+    model = AE(hidden_units=(8,), latent_dim=2, seed=0)
+    kept = {}
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            kept[epoch + 1] = _weights(model)
+
+    class Poison(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 29:  # a NaN weight: the 30th epoch's loss is NaN
+                kernel = model.trainable_weights[0]
+                kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+    with pytest.raises(TrainingDivergedError, match=r"epoch 30") as error:
+        model.fit(X, epochs=40, batch_size=32, verbose=0, callbacks=[Record(), Poison()])
+    epoch = int(re.search(r"weights from the end of epoch (\d+)", str(error.value)).group(1))
+    assert 1 <= epoch <= 29
+    for a, b in zip(kept[epoch], _weights(model), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_check_finite_false_trains_on_and_a_nan_model_cannot_be_used(tmp_path):
     from keras_deepad.export import export_saved_model, export_tflite
 
