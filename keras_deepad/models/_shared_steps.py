@@ -13,7 +13,7 @@ SavedModel loading rebinds a restored function to new variables).
 The configuration key holds everything a trace may read as a Python value:
 the class and `get_config()` (seed included, the model's name not), the input shape, the dtype
 policy, every optimizer's config, `steps_per_execution`, `jit_compile`, and
-the shape, dtype and trainable flag of every variable in tracking order. A
+the shape, dtype and updating optimizers of every variable in tracking order. A
 model is never bound to a graph whose captures are not all its own variables'
 counterparts (anything else a trace captured, such as an eager constant, makes
 the configuration unshared), and only on one device, without compiled
@@ -102,6 +102,10 @@ def configuration_key(model):
             for name in model.optimizer_variables()
             if getattr(model, name, None) is not None
         }
+        updated_by = {}
+        for name, variables in model.optimizer_variables().items():
+            for variable in variables:
+                updated_by.setdefault(id(variable), []).append(name)
         key = json.dumps(
             {
                 "class": f"{type(model).__module__}.{type(model).__qualname__}",
@@ -111,8 +115,10 @@ def configuration_key(model):
                 "optimizers": optimizers,
                 "steps_per_execution": int(model.steps_per_execution),
                 "jit_compile": bool(model.jit_compile),
+                # Shape, dtype and which optimizers update each variable (frozen layers' none).
                 "variables": [
-                    [list(v.shape), str(v.dtype), bool(v.trainable)] for v in state_variables(model)
+                    [list(v.shape), str(v.dtype), sorted(updated_by.get(id(v), ()))]
+                    for v in state_variables(model)
                 ],
             },
             sort_keys=True,
