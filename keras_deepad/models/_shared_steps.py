@@ -192,6 +192,14 @@ def shared_train_function(model, keras_function):
     return function
 
 
+def _refuse(key):
+    """Marks a configuration as one to trace per model (a bounded set)."""
+    if len(_UNSHAREABLE) >= 16 * MAX_TEMPLATES:
+        _UNSHAREABLE.clear()
+    _UNSHAREABLE.add(key)
+    _TEMPLATES.pop(key, None)
+
+
 def _bind(model, key, own_multi_step, iterator):
     """The template's traced loop for `iterator` bound to `model`'s variables, or `None`."""
     template = _TEMPLATES.get(key)
@@ -205,13 +213,13 @@ def _bind(model, key, own_multi_step, iterator):
     template_model, template_step = template
     ours, theirs = state_variables(model), state_variables(template_model)
     if len(ours) != len(theirs):
-        _UNSHAREABLE.add(key)
+        _refuse(key)
         return None
     handles = {}
     for mine, other in zip(ours, theirs, strict=True):
         handle, other_handle = _handle(mine), _handle(other)
         if handle is None or other_handle is None:
-            _UNSHAREABLE.add(key)
+            _refuse(key)
             return None
         handles[id(other_handle)] = handle
     concrete = template_step.get_concrete_function(iterator)
@@ -219,7 +227,7 @@ def _bind(model, key, own_multi_step, iterator):
     for captured in concrete.captured_inputs:
         mapped = handles.get(id(captured))
         if mapped is None:  # something other than the template's variables
-            _UNSHAREABLE.add(key)
+            _refuse(key)
             return None
         captures.append(mapped)
     rebound = copy.copy(concrete)

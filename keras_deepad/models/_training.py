@@ -250,9 +250,10 @@ class TrainingMixin:
         flags) do not trace the training loop again: they run the first
         one's traced loop with their own variables, and train exactly as on
         a trace of their own (a 500 x 9 table's 50-epoch `fit` on 2 CPU
-        cores: 0.44 s instead of 0.88 s, `benchmarks/training_speed.py`). `model.share_training_graph = False` opts a model out;
-        compiled metrics, `compile(loss=...)` and `tf.distribute` strategies
-        keep each model's own trace.
+        cores: 0.44 s instead of 0.88 s, `benchmarks/training_speed.py`).
+        `model.share_training_graph = False` opts a model out; compiled
+        metrics, `compile(loss=...)`, a function set on the instance and
+        `tf.distribute` strategies keep each model's own trace.
 
         Divergence is an error, never a model: at the first NaN or infinite
         loss `fit` puts back the last finite weights (and optimizer state)
