@@ -246,7 +246,7 @@ class TrainingMixin:
         infinite value in what they read is a `ValueError` naming the batch.
 
         The second and later models of one configuration in a process (same
-        class, config and seed, input shape, optimizers, variables, trainable
+        class and config (any seed), input shape, optimizers, variables, trainable
         flags) do not trace the training loop again: they run the first
         one's traced loop with their own variables, and train exactly as on
         a trace of their own (a 500 x 9 table's 50-epoch `fit` on 2 CPU
