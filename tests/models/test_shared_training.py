@@ -72,6 +72,23 @@ def test_the_shared_training_graph_trains_as_a_models_own(name):
         np.testing.assert_array_equal(u, v)
 
 
+def test_a_weighted_fit_shares_the_templates_trace_of_weighted_batches():
+    """Another input structure (rows and weights) binds the template's trace of that one."""
+    x = _low_rank(256)
+    weights = np.random.default_rng(0).uniform(0.0, 2.0, len(x)).astype("float32")
+    AE(hidden_units=(16,), latent_dim=4, seed=3).fit(x, epochs=1, batch_size=32, verbose=0)
+    runs = []
+    for share in (True, False):
+        model = AE(hidden_units=(16,), latent_dim=4, seed=0)
+        model.share_training_graph = share
+        history = model.fit(x, sample_weight=weights, epochs=2, batch_size=32, verbose=0)
+        assert getattr(model, "_shared_training_graph", False) == share
+        runs.append((history.history["loss"], _state(model)))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    for u, v in zip(runs[0][1], runs[1][1], strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
 def test_a_frozen_layer_or_another_optimizer_is_another_configuration():
     x = _low_rank(256)
     AE(hidden_units=(16,), latent_dim=4, seed=0).fit(x, epochs=1, batch_size=64, verbose=0)
