@@ -246,8 +246,8 @@ class TrainingMixin:
         infinite value in what they read is a `ValueError` naming the batch.
 
         The second and later models of one configuration in a process (same
-        class and config (any seed), input shape, optimizers, variables, trainable
-        flags) do not trace the training loop again: they run the first
+        class and config, any seed; same input shape, optimizers, variables
+        and trained variables) do not trace the training loop again: they run the first
         one's traced loop with their own variables, and train exactly as on
         a trace of their own (a 500 x 9 table's 50-epoch `fit` on 2 CPU
         cores: 0.44 s instead of 0.88 s, `benchmarks/training_speed.py`).
