@@ -111,13 +111,10 @@ def _config(model):
 def configuration_key(model):
     """What a trace of `model`'s training loop may depend on, or `None` (do not share)."""
     try:
-        optimizers = {
-            name: _without_names(keras.optimizers.serialize(getattr(model, name)))
-            for name in model.optimizer_variables()
-            if getattr(model, name, None) is not None
-        }
-        updated_by = {}
+        optimizers, updated_by = {}, {}
         for name, variables in model.optimizer_variables().items():
+            if getattr(model, name, None) is not None:
+                optimizers[name] = _without_names(keras.optimizers.serialize(getattr(model, name)))
             for variable in variables:
                 updated_by.setdefault(id(variable), []).append(name)
         key = json.dumps(
