@@ -19,7 +19,9 @@ Every method, ours and the peers', runs in the same process on the same splits:
   pixels / 255. Ours: the registered presets trained with `train_detector` (20 epochs).
 
 Peers: scikit-learn's IsolationForest, OneClassSVM (rbf) and LocalOutlierFactor (novelty), and
-PyOD's AutoEncoder, VAE and DeepSVDD (their defaults, 30 epochs), from the `bench` extra.
+PyOD's AutoEncoder, VAE and DeepSVDD (their defaults, 30 epochs), from the `bench` extra; on the
+tabular sets also PyOD's classical KNN, ECOD and HBOS (their defaults), which show how far any
+detector gets on these sets.
 
 Results go to `benchmarks/results/suite.json` (every run, with machine, versions, seeds and wall
 times) and `benchmarks/results/suite.md` (tables and the issue's targets, met or not). Runs
@@ -33,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 import warnings
@@ -72,6 +75,9 @@ PEERS = (
     "PyOD AutoEncoder",
     "PyOD VAE",
     "PyOD DeepSVDD",
+    "PyOD KNN",
+    "PyOD ECOD",
+    "PyOD HBOS",
 )
 IMAGE_PEERS = ("IsolationForest", "OneClassSVM", "PyOD AutoEncoder", "PyOD DeepSVDD")
 PYOD_EPOCHS = 30
@@ -184,6 +190,18 @@ def run_peer(name, x_train, x_test, seed):
         model = DeepSVDD(
             n_features=x_train.shape[1], epochs=PYOD_EPOCHS, random_state=seed, verbose=0
         )
+    elif name == "PyOD KNN":
+        from pyod.models.knn import KNN
+
+        model = KNN()
+    elif name == "PyOD ECOD":
+        from pyod.models.ecod import ECOD
+
+        model = ECOD()
+    elif name == "PyOD HBOS":
+        from pyod.models.hbos import HBOS
+
+        model = HBOS()
     else:
         raise ValueError(f"unknown peer {name!r}; choose from {PEERS}.")
     model.fit(x_train)
@@ -317,7 +335,7 @@ def _invocations(path):
 
 
 def _write(path, args, runs, seconds, invocations=None):
-    command = "python benchmarks/suite.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/suite.py " + shlex.join(sys.argv[1:])
     if invocations is None:
         invocations = [i for i in _invocations(path) if i.get("started") != _STARTED]
         invocations.append(
