@@ -62,13 +62,34 @@ def default_members(seed=None) -> list:
     ]
 
 
-def _check_members(members) -> list:
+def preset_members(names, seed=None) -> list:
+    """New detectors from registered preset names (`keras_deepad.registry`).
+
+    Member i gets the seed `seed + i` (or none). A preset's learning rate, where it
+    names one, is what `DetectorEnsemble.compile()` without an optimizer gives that
+    member (others get their class's `default_learning_rate`).
+    """
+    from keras_deepad.registry import get_spec
+
+    members = []
+    for i, name in enumerate(names):
+        spec = get_spec(name)
+        member = spec.cls(**{**spec.params, "seed": None if seed is None else int(seed) + i})
+        rate = spec.fit_params.get("learning_rate")
+        object.__setattr__(member, "preset_learning_rate", rate)
+        members.append(member)
+    return members
+
+
+def _check_members(members, seed=None) -> list:
     if isinstance(members, AnomalyDetector) or not isinstance(members, list | tuple):
         raise ValueError(
-            "members must be a list of detectors (AnomalyDetector instances). "
-            f"Received: members of type {type(members).__name__}"
+            "members must be a list of detectors (AnomalyDetector instances) or of "
+            f"registered preset names. Received: members of type {type(members).__name__}"
         )
     members = list(members)
+    if members and all(isinstance(m, str) for m in members):
+        members = preset_members(members, seed)
     if not members:
         raise ValueError("members must hold at least one detector. Received: members=[]")
     for i, member in enumerate(members):
@@ -81,6 +102,11 @@ def _check_members(members) -> list:
             raise ValueError(
                 f"members[{i}] is not a keras_deepad detector (an AnomalyDetector instance). "
                 f"Received: {type(member).__name__}"
+                + (
+                    " (preset names and detectors cannot be mixed)"
+                    if isinstance(member, str)
+                    else ""
+                )
             )
     seen = {}
     for i, member in enumerate(members):

@@ -75,7 +75,10 @@ class DetectorEnsemble(AnomalyDetector):
 
     Args:
         members: a list of detectors (instances of `AnomalyDetector`
-            subclasses, trained or not; each object at most once). `None`:
+            subclasses, trained or not; each object at most once), or a
+            list of registered preset names (`keras_deepad.registry`), each
+            built with its preset's arguments and seed `seed + i`, e.g.
+            `["ae", "ae-conv", "deep-svdd-mnist"]`. `None`:
             `default_members(seed)`.
         standardization: `"robust"` (median / IQR) or `"zscore"`
             (mean / standard deviation) of each member's training scores.
@@ -86,7 +89,8 @@ class DetectorEnsemble(AnomalyDetector):
         score_method: the base detector's name for `combine` (as the command
             line's `--score-method` passes it); must agree with `combine`
             when both are given.
-        seed: seed of `default_members` (unused with explicit `members`).
+        seed: seed of `default_members` and of members named by preset (unused
+            with detector instances).
 
     Example:
         >>> members = [AE(seed=0), AE(seed=1), VAE(), DeepSVDD()]
@@ -116,7 +120,7 @@ class DetectorEnsemble(AnomalyDetector):
         **kwargs,
     ):
         combine = check_ensemble_arguments(combine, score_method, normalization, standardization)
-        members = default_members(seed) if members is None else _check_members(members)
+        members = default_members(seed) if members is None else _check_members(members, seed)
         super().__init__(normalization=None, score_method=combine, seed=seed, **kwargs)
         self.members = members
         self.standardization = standardization
@@ -159,11 +163,16 @@ class DetectorEnsemble(AnomalyDetector):
     def compile(self, optimizer=None, **kwargs):
         """Compiles every member with its own copy of `optimizer` and `kwargs`.
 
-        With `optimizer=None` (the default) each member gets its own default
-        (Adam at its class's `default_learning_rate`).
+        With `optimizer=None` (the default) each member gets its own default:
+        Adam at its preset's learning rate for members named by preset, else
+        at its class's `default_learning_rate`.
         """
         for member in self.members:
-            copy = None if optimizer is None else _copy_optimizer(optimizer)
+            if optimizer is not None:
+                copy = _copy_optimizer(optimizer)
+            else:
+                rate = getattr(member, "preset_learning_rate", None)
+                copy = None if rate is None else keras.optimizers.Adam(rate)
             member.compile(optimizer=copy, **kwargs)
 
     def per_sample_loss(self, x, training=False):

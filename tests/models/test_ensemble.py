@@ -244,7 +244,8 @@ def test_bad_members_are_refused():
         ([], r"at least one detector"),
         (AE(), "must be a list"),
         ([AE(), keras.Sequential([keras.layers.Dense(1)])], r"members\[1\] is not a keras_deepad"),
-        ([AE(), "ae"], r"members\[1\] is not a keras_deepad detector.*str"),
+        ([AE(), "ae"], r"members\[1\] is not a keras_deepad detector.*str.*cannot be mixed"),
+        (["ae", "autoencoder"], r"unknown detector 'autoencoder'"),
         ([AE, OCNN()], r"members\[0\] is the class AE.*AE\(\)"),
     ]
     for members, message in cases:
@@ -318,6 +319,40 @@ def test_registry_preset_default_members_and_top_level_access():
     assert [type(m) for m in default_members()] == [type(m) for m in model.members]
     clone = DetectorEnsemble.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
+
+
+def test_members_named_by_preset_take_its_arguments_seed_and_learning_rate():
+    model = DetectorEnsemble(["ae", "deep-svdd-soft", "ocnn"], seed=3)
+    assert [type(m).__name__ for m in model.members] == ["AE", "DeepSVDD", "OCNN"]
+    assert [m.seed for m in model.members] == [3, 4, 5]
+    assert model.members[1].objective == "soft-boundary" and model.members[1].nu == 0.1
+    assert model.members[2].activation == "cos"
+    model.compile()
+    # "ocnn" trains at its preset's 1e-2; the others at their class defaults.
+    rates = [float(m.optimizer.learning_rate) for m in model.members]
+    np.testing.assert_allclose(rates, [AE.default_learning_rate, 1e-5, 1e-2], rtol=1e-6)
+    model.compile(keras.optimizers.SGD(0.5))  # an explicit optimizer still wins
+    assert [float(m.optimizer.learning_rate) for m in model.members] == [0.5] * 3
+    assert [m.seed for m in DetectorEnsemble(["ae", "ae"]).members] == [None, None]
+
+
+def test_image_preset_detects_other_digits_and_saves(tmp_path):
+    from keras_deepad.data import load_builtin
+
+    data = load_builtin("digits", seed=0, normal_class=1)
+    images, test_images = (x.reshape(-1, 8, 8, 1) for x in (data.x_train, data.x_test))
+    model, _ = train_detector("ensemble-image", images, epochs=10, seed=0, verbose=0)
+    assert [type(m).__name__ for m in model.members] == ["AE", "AE", "DeepSVDD"]
+    assert [m.architecture for m in model.members] == ["mlp", "conv", "conv"]
+    assert model.standardization == "robust"
+    # Digit 1 against the nine others: each member alone and the ensemble.
+    members = [roc_auc_score(data.y_test, m.score(test_images)) for m in model.members]
+    scores = model.score(test_images)
+    auroc = roc_auc_score(data.y_test, scores)
+    assert auroc >= 0.9, (auroc, members)
+    path = tmp_path / "ensemble-image.keras"
+    model.save(path)
+    np.testing.assert_array_equal(keras.saving.load_model(path).score(test_images), scores)
 
 
 def test_contract_of_a_max_ensemble(blobs, tmp_path):
