@@ -353,6 +353,16 @@ def test_image_preset_detects_other_digits_and_saves(tmp_path):
     path = tmp_path / "ensemble-image.keras"
     model.save(path)
     np.testing.assert_array_equal(keras.saving.load_model(path).score(test_images), scores)
+    # One graph for serving and the edge, images in: the same scores and labels.
+    model.calibrate(images, contamination=0.1)
+    saved_model = export_saved_model(model, tmp_path / "serving", "ensemble-image", version=1)
+    serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    served = serve(x=tf.constant(test_images[:64], tf.float32))
+    np.testing.assert_allclose(served["score"], scores[:64], rtol=1e-5, atol=_atol(scores, 1e-5))
+    np.testing.assert_array_equal(served["is_anomaly"], model.predict_labels(test_images[:64]))
+    artifact = export_tflite(saved_model, tmp_path / "ensemble-image.tflite")
+    edge = EdgeDetector(artifact.path).score(test_images[:64])
+    np.testing.assert_allclose(edge, scores[:64], rtol=1e-5, atol=_atol(scores, 1e-5))
 
 
 def test_contract_of_a_max_ensemble(blobs, tmp_path):
