@@ -136,8 +136,8 @@ _SPECS = [
     DetectorSpec(
         "ocnn",
         "OCNN",
-        "One-class neural network on 64 fixed cosine random features (RBF kernel), nu 0.5.",
-        {"hidden_units": 64, "activation": "cos", "nu": 0.5},
+        "One-class neural network on 256 fixed cosine random features (RBF kernel), nu 0.5.",
+        {"hidden_units": 256, "activation": "cos", "nu": 0.5},
         {"batch_size": 64, "learning_rate": 1e-2},
     ),
     DetectorSpec(

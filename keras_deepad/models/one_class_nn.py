@@ -75,7 +75,14 @@ class OCNN(AnomalyDetector):
     (`DEFAULT_LEARNING_RATE`): the objective is cheap and `w` has far to go.
 
     Args:
-        hidden_units: size of the hidden layer `V` (ignored with `encoder`).
+        hidden_units: size of the hidden layer `V` (ignored with `encoder`):
+            with `"cos"`, the number of random features. The default 256
+            approximates the kernel closely enough that the training seed
+            barely moves the result: over the tabular suite with three
+            training seeds per split (`benchmarks/seed_bags.py`, nine runs
+            per set) mean AUROC 0.675 with the three seeds' suite means
+            within 0.006, against 0.662 within 0.068 with 64 features (128:
+            0.669, 512: 0.668, 1024: 0.662).
         activation: `g`: `"cos"`, `"linear"` or `"sigmoid"`.
         nu: in (0, 1): the quantile defining `r` and the hinge weight `1/nu`.
             The default 0.5 (r = the median output, half of the training data
@@ -102,7 +109,7 @@ class OCNN(AnomalyDetector):
             the phase `b` (all saved weights).
 
     Example:
-        >>> model = OCNN(hidden_units=64, nu=0.5)   # cosine random features
+        >>> model = OCNN(hidden_units=256, nu=0.5)   # cosine random features
         >>> model.fit(x_train, epochs=30, batch_size=64)
         >>> scores = model.score(x_test)   # r - <w, g(Vx)>
 
@@ -118,7 +125,7 @@ class OCNN(AnomalyDetector):
 
     def __init__(
         self,
-        hidden_units=64,
+        hidden_units=256,
         activation="cos",
         nu=0.5,
         bandwidth=DEFAULT_BANDWIDTH,
