@@ -212,3 +212,29 @@ def test_one_class_presets_train_from_the_command_line(run, tmp_path):
     result = json.loads(out.stdout)
     assert result["metrics"]["auroc"] >= 0.9, result["metrics"]
     assert (tmp_path / "svdd.keras").is_file()
+
+
+def test_ensemble_members_named_by_preset_from_the_command_line(run, tmp_path):
+    import keras
+
+    import keras_deepad  # noqa: F401  (registers the classes for load_model)
+
+    out = run(
+        "train",
+        "--model",
+        "ensemble",
+        "--data",
+        "breast_cancer",
+        "--epochs",
+        "3",
+        "--param",
+        'members=["ae", "ocnn"]',
+        "--output",
+        "ensemble.keras",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert json.loads(out.stdout)["metrics"]["auroc"] >= 0.85
+    members = keras.saving.load_model(tmp_path / "ensemble.keras").members
+    assert [type(m).__name__ for m in members] == ["AE", "OCNN"]
+    assert members[1].hidden_units == 256 and members[1].activation == "cos"
