@@ -67,16 +67,15 @@ def preset_members(names, seed=None) -> list:
 
     Member i gets the seed `seed + i` (or none). A preset's learning rate, where it
     names one, is what `DetectorEnsemble.compile()` without an optimizer gives that
-    member (others get their class's `default_learning_rate`).
+    member (others get their class's `default_learning_rate`); it is not saved, so
+    the members of a loaded ensemble get their class's.
     """
-    from keras_deepad.registry import get_spec
+    from keras_deepad.registry import get_detector, get_spec
 
     members = []
     for i, name in enumerate(names):
-        spec = get_spec(name)
-        member = spec.cls(**{**spec.params, "seed": None if seed is None else int(seed) + i})
-        rate = spec.fit_params.get("learning_rate")
-        object.__setattr__(member, "preset_learning_rate", rate)
+        member = get_detector(name, seed=None if seed is None else int(seed) + i)
+        member.preset_learning_rate = get_spec(name).fit_params.get("learning_rate")
         members.append(member)
     return members
 
