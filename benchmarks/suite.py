@@ -1,7 +1,7 @@
 """Detection quality suite: keras-deepad's defaults beside IsolationForest, scikit-learn and PyOD.
 
 Usage:
-    python benchmarks/suite.py --quick     # about 5 minutes: seed 1, three sets, two image classes
+    python benchmarks/suite.py --quick     # about 10 minutes: seed 1, three sets, two image classes
     python benchmarks/suite.py             # full: seeds 1-3, every set, all 10 classes
     python benchmarks/suite.py --only tabular --detectors AE VAE --peers IsolationForest
 
