@@ -27,10 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
+from ensemble_search import standardise  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 from suite import IMAGE_EPOCHS, load_fashion_split  # noqa: E402
-
-from keras_deepad.models.ensemble import _location_scale  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CANDIDATES = ("ae", "ae-conv", "deep-svdd-mnist", "vae", "ocnn", "knn5", "iforest")
@@ -86,8 +85,7 @@ def main(argv=None):
     def standardised(k, name):
         with np.load(cache / f"{k}-{name}.npz") as data:
             train, test, y = (np.nan_to_num(data[key]) for key in ("train", "test", "y"))
-        location, scale, _ = _location_scale(train, "robust")
-        return (test - location) / scale, y
+        return standardise(train, test), y
 
     rows = []
     for size in range(1, len(args.members) + 1):
