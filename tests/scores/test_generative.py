@@ -230,3 +230,34 @@ def test_vae_jacodeco_matches_numpy(blobs):
         + np.log(np.linalg.svd(jac, compute_uv=False)).sum(axis=1)
     )
     np.testing.assert_allclose(model.score(x, method="jacodeco"), expected, rtol=2e-4)
+
+
+def test_jacodeco_of_a_conv_vae_on_a_full_batch_of_images():
+    """A convolutional decoder of 28x28 images, 256 rows in one batch: the Jacobian is
+    built with one forward-mode product per latent dimension (reverse mode vectorised
+    over the 784 outputs aborted the process here), and equals reverse mode where
+    reverse mode is affordable."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).random((256, 28, 28, 1)).astype("float32")
+    model = VAE(architecture="conv", latent_dim=4, likelihood="bernoulli", seed=0)
+    model.compile()
+    model.fit(x, epochs=1, batch_size=64, verbose=0)
+
+    full = model.score(x, method="jacodeco", batch_size=256)
+    assert np.isfinite(full).all()
+    np.testing.assert_allclose(full, model.score(x, method="jacodeco", batch_size=32), rtol=1e-5)
+
+    z = tf.constant(model.encode(x[:3]))
+
+    def decode(codes):
+        return model.decoder_mean(model.decoder(codes))
+
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        out = tf.reshape(decode(z), (3, -1))
+    singular = np.linalg.svd(np.asarray(tape.batch_jacobian(out, z), np.float64), compute_uv=False)
+    np.testing.assert_allclose(
+        np.asarray(decoder_log_volume(decode, z)), np.log(singular).sum(axis=1), rtol=1e-4
+    )
