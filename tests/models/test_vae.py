@@ -3,6 +3,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from keras_deepad.data import load_builtin
 from keras_deepad.layers import Reparameterization
@@ -254,3 +255,31 @@ def test_contract_of_a_vae_with_one_decoder_variance(blobs, tmp_path):
         tmp_path,
         epochs=5,  # after 3 its latent score is 0.90-0.93 over seeds 0-4: too near the floor
     )
+
+
+def test_bernoulli_default_score_is_the_reconstruction_error():
+    """Grey normal rows (values near 0.5) against rows of 0s and 1s: a Bernoulli likelihood
+    is about as low for a grey value reconstructed exactly (its floor is the entropy of the
+    value, log 2 at 0.5) as for a 0 or 1 predicted as 0.5, so the likelihood scores cannot
+    rank these anomalies; the squared error of the decoder mean, the Bernoulli default, can."""
+    assert VAE(likelihood="bernoulli").score_method == "reconstruction"
+    assert VAE().score_method == "reconstruction_probability"
+    assert VAE(likelihood="bernoulli", score_method="elbo").score_method == "elbo"
+
+    rng = np.random.default_rng(0)
+    x_train = np.clip(0.5 + 0.05 * rng.normal(size=(512, 16)), 0, 1).astype("float32")
+    x_test = np.concatenate(
+        [
+            np.clip(0.5 + 0.05 * rng.normal(size=(100, 16)), 0, 1),
+            rng.integers(0, 2, size=(100, 16)),
+        ]
+    ).astype("float32")
+    y_test = np.repeat([0, 1], 100)
+    keras.utils.set_random_seed(0)
+    model = VAE(likelihood="bernoulli", normalization=None, seed=0)
+    model.compile()
+    model.fit(x_train, epochs=10, batch_size=64, verbose=0)
+    assert roc_auc_score(y_test, model.score(x_test)) >= 0.95
+    assert roc_auc_score(y_test, model.score(x_test, method="reconstruction_probability")) < 0.75
+    restored = VAE.from_config(model.get_config())
+    assert restored.score_method == "reconstruction"
