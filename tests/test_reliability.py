@@ -305,3 +305,26 @@ def test_loading_without_importing_keras_deepad_names_the_module_to_import(tmp_p
     loaded = keras.saving.load_model(tmp_path / "vae.keras")
     x = np.random.default_rng(1).normal(size=(16, 4)).astype("float32")
     np.testing.assert_array_equal(loaded.score(x), model.score(x))
+
+
+def test_scoring_many_detectors_in_one_process_warns_of_no_retracing(caplog):
+    """Each detector traces its score function once. TensorFlow counts traces by the Python
+    code object, shared by every instance, so without a key of their own six detectors
+    scored in a row (an ensemble's members, a benchmark loop) logged "triggered tf.function
+    retracing" although nothing was traced twice."""
+    import logging
+
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    logger = logging.getLogger("tensorflow")
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        logger.addHandler(caplog.handler)
+        try:
+            for seed in range(6):
+                model = DeepSVDD(hidden_units=(8,), rep_dim=4, pretrain_epochs=0, seed=seed)
+                model.compile()
+                model.fit(x, epochs=1, batch_size=32, verbose=0)
+                model.score(x)
+                model.embed(x)
+        finally:
+            logger.removeHandler(caplog.handler)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]

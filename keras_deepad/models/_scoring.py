@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import keras
@@ -75,7 +76,13 @@ class ScoringMixin:
             # One trace per method for every batch size. No AutoGraph: the score code has
             # no tensor-dependent Python control flow, and converting it (with every
             # function it calls) was most of the first call's cost (AE: about 0.9 s of 1 s).
-            functions[key] = tf.function(fn, input_signature=[spec], autograph=False)
+            # Wrapped in a `functools.partial`: TensorFlow counts traces per Python code
+            # object, shared by every detector (and every lambda of one line), and after
+            # five detectors it warned of "retracing" although each function traces once.
+            # A partial has no code object, so each function counts its own traces.
+            functions[key] = tf.function(
+                functools.partial(fn), input_signature=[spec], autograph=False
+            )
         return functions[key]
 
     def run_batched(self, x, fn, batch_size, out_shape, name="x"):
