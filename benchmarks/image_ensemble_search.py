@@ -8,7 +8,8 @@ The suite's one-class Fashion-MNIST protocol (`benchmarks/suite.py`: class k nor
 training images of class k, the whole test set, seed 1). Each candidate is trained once per
 class (presets: `train_detector(name, x, epochs=20, seed=1)`, as the suite trains them;
 `knn5`: the mean distance to the 5 nearest training images, leaving a training image itself
-out of its own neighbours; `iforest`: scikit-learn's IsolationForest on the pixels) and its
+out of its own neighbours; `iforest`: scikit-learn's IsolationForest on the pixels;
+`name@s`: the preset trained with seed `s` instead, on the same split) and its
 training and test scores are cached in `--cache` (`.npz` per class and candidate). Every
 subset is then combined offline as `DetectorEnsemble` does (median/IQR standardisation on the
 training scores, then the mean) and ranked by the mean AUROC over the classes. It shows how far
@@ -36,8 +37,10 @@ CANDIDATES = ("ae", "ae-conv", "deep-svdd-mnist", "vae", "ocnn", "knn5", "ifores
 SEED = 1
 
 
-def scores_of(name, x_train, x_test):
+def scores_of(candidate, x_train, x_test):
     """`(training scores, test scores)` of one candidate trained on `x_train`."""
+    name, _, seed = candidate.partition("@")
+    seed = int(seed) if seed else SEED
     flat_train, flat_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
     if name == "knn5":
         from sklearn.neighbors import NearestNeighbors
@@ -48,11 +51,11 @@ def scores_of(name, x_train, x_test):
     if name == "iforest":
         from sklearn.ensemble import IsolationForest
 
-        forest = IsolationForest(random_state=SEED).fit(flat_train)
+        forest = IsolationForest(random_state=seed).fit(flat_train)
         return -forest.score_samples(flat_train), -forest.score_samples(flat_test)
     from keras_deepad.registry import train_detector
 
-    model, _ = train_detector(name, x_train, epochs=IMAGE_EPOCHS, seed=SEED, verbose=0)
+    model, _ = train_detector(name, x_train, epochs=IMAGE_EPOCHS, seed=seed, verbose=0)
     return model.score(x_train), model.score(x_test)
 
 
@@ -100,7 +103,8 @@ def main(argv=None):
         "# Image ensemble members: every subset, one-class Fashion-MNIST",
         "",
         f"`python benchmarks/image_ensemble_search.py --members {' '.join(args.members)}`: "
-        "each candidate trained once per normal class as the suite trains it (seed 1), combined "
+        "each candidate trained once per normal class as the suite trains it (seed 1; "
+        "`name@s`: seed s), combined "
         "offline (median/IQR standardisation of the training scores, then the mean). AUROC per "
         "normal class and their mean.",
         "",
