@@ -75,13 +75,13 @@ _SPECS = [
     DetectorSpec(
         "vae-bernoulli",
         "VAE",
-        "VAE with a Bernoulli decoder (inputs in [0, 1]).",
+        "VAE with a Bernoulli decoder (inputs in [0, 1]), reconstruction score.",
         {"likelihood": "bernoulli"},
     ),
     DetectorSpec(
         "vae-conv",
         "VAE",
-        "Convolutional VAE for images, Bernoulli decoder.",
+        "Convolutional VAE for images, Bernoulli decoder, reconstruction score.",
         {"architecture": "conv", "latent_dim": 16, "likelihood": "bernoulli"},
     ),
     DetectorSpec(
