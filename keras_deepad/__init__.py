@@ -17,6 +17,7 @@ _LAZY = {
     "AAE": "keras_deepad.models",
     "WAE": "keras_deepad.models",
     "DetectorEnsemble": "keras_deepad.models",
+    "GEOM": "keras_deepad.models",
     "PyODDetector": "keras_deepad.sklearn_api",
     "evaluate_scores": "keras_deepad.evaluation",
     "get_detector": "keras_deepad.registry",

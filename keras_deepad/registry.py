@@ -134,6 +134,14 @@ _SPECS = [
         {"batch_size": 200, "learning_rate": 1e-4},
     ),
     DetectorSpec(
+        "geom",
+        "GEOM",
+        "Self-supervised, for square images (H, H, C): a conv net (16-32-64) learns which of 12 "
+        "rotations and shifts was applied; score: the NLL of the applied ones.",
+        {"filters": [16, 32, 64], "shifts": [0, 4, -4]},
+        {"batch_size": 32},
+    ),
+    DetectorSpec(
         "ocnn",
         "OCNN",
         "One-class neural network on 256 fixed cosine random features (RBF kernel), nu 0.5.",

@@ -5,6 +5,7 @@ from keras_deepad.models.auto_encoder import AE
 from keras_deepad.models.base import AnomalyDetector, Declaration
 from keras_deepad.models.deep_svdd import DeepSVDD
 from keras_deepad.models.ensemble import DetectorEnsemble, default_members
+from keras_deepad.models.geometric import GEOM
 from keras_deepad.models.latent_auto_encoder import LatentAutoEncoder
 from keras_deepad.models.one_class_nn import OCNN
 from keras_deepad.models.reconstruction import ReconstructionDetector
@@ -18,6 +19,7 @@ __all__ = [
     "Declaration",
     "DeepSVDD",
     "DetectorEnsemble",
+    "GEOM",
     "LatentAutoEncoder",
     "OCNN",
     "ReconstructionDetector",
