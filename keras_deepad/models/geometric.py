@@ -71,7 +71,7 @@ class GEOM(AnomalyDetector):
 
     def __init__(
         self,
-        filters=(16, 32, 64),
+        filters=(8, 16, 32),
         shifts=DEFAULT_SHIFTS,
         normalization=None,
         score_method=None,

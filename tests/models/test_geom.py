@@ -117,7 +117,7 @@ def test_save_load_keeps_scores_and_shifts(trained, ones, tmp_path):
     path = tmp_path / "geom.keras"
     trained.save(path)
     loaded = keras.saving.load_model(path)
-    assert loaded.shifts == (0, 4, -4) and loaded.filters == (16, 32, 64)
+    assert loaded.shifts == (0, 4, -4) and loaded.filters == (8, 16, 32)
     np.testing.assert_array_equal(loaded.score(ones.x_test), trained.score(ones.x_test))
 
 
@@ -157,5 +157,5 @@ def test_bad_arguments(kwargs, match):
 def test_preset():
     model = get_detector("geom")
     assert isinstance(model, GEOM)
-    assert model.filters == (16, 32, 64) and model.shifts == (0, 4, -4)
+    assert model.filters == (8, 16, 32) and model.shifts == (0, 4, -4)
     assert model.score_method == "transformation"
