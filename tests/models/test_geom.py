@@ -33,10 +33,9 @@ def trained(ones):
     return model
 
 
-#: One-class 8x8 digits, the preset at 20 epochs, seed 0: measured 1.00 / 0.94 for digits
-#: 0 / 8 (0.92 for digit 1, below; 1 and 8 are the hardest of the ten with seed 1, whose
-#: mean over the ten is 0.97).
-@pytest.mark.parametrize("digit, floor", [(0, 0.95), (8, 0.88)])
+#: One-class 8x8 digits, the preset at 20 epochs, seed 0: measured 1.00 / 0.955 for digits
+#: 0 / 8 (0.97 for digit 1, below).
+@pytest.mark.parametrize("digit, floor", [(0, 0.95), (8, 0.90)])
 def test_one_class_digits(digit, floor):
     data = digit_images(digit)
     model, _ = train_detector("geom", data.x_train, epochs=20, seed=0, verbose=0)
@@ -44,7 +43,7 @@ def test_one_class_digits(digit, floor):
 
 
 def test_digit_one_against_the_others(trained, ones):
-    assert roc_auc_score(ones.y_test, trained.score(ones.x_test)) >= 0.87
+    assert roc_auc_score(ones.y_test, trained.score(ones.x_test)) >= 0.92
 
 
 def test_transformations_are_rotations_then_cyclic_shifts(trained):
@@ -81,9 +80,9 @@ def test_score_is_the_mean_nll_of_the_applied_transformations(trained, ones):
 
 def test_training_learns_the_transformations(trained, ones):
     history = trained.fit(ones.x_train, epochs=1, batch_size=32, verbose=0).history
-    # 12 classes, chance 1/12 (loss log 12 = 2.48): measured accuracy 0.91, loss 0.33.
-    assert history["transformation_accuracy"][-1] > 0.8
-    assert history["loss"][-1] < 0.6
+    # 12 classes, chance 1/12 (loss log 12 = 2.48): measured accuracy 0.76, loss 0.79.
+    assert history["transformation_accuracy"][-1] > 0.6
+    assert history["loss"][-1] < 1.2
 
 
 def test_contract_on_images(ones, tmp_path):
