@@ -136,7 +136,7 @@ _SPECS = [
     DetectorSpec(
         "geom",
         "GEOM",
-        "Self-supervised, for square images (H, H, C): a conv net (8-16-32) learns which of 12 "
+        "Self-supervised, for images (H, W, C): a conv net (8-16-32) learns which of 12 "
         "rotations and shifts was applied; score: the NLL of the applied ones.",
         {"filters": [8, 16, 32], "shifts": [0, 4, -4]},
         {"batch_size": 32},

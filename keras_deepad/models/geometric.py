@@ -16,7 +16,7 @@ class GEOM(AnomalyDetector):
     """Self-supervised image detector: a classifier learns which transformation was applied.
 
     Every training image is shown under `T` geometric transformations (the
-    four quarter-turn rotations, each combined with a few horizontal cyclic
+    four quarter-turn rotations of a square image, each combined with a few horizontal cyclic
     shifts), and a small convolutional network learns to tell which of the
     `T` was applied. To do so it must learn the orientation and layout of the
     normal class; on an image of another kind (another garment, another
@@ -37,17 +37,19 @@ class GEOM(AnomalyDetector):
     reconstruction and hypersphere members miss (orientation and shape
     cues), most on bags and sandals.
 
-    Inputs must be square images `(H, H, C)` (a quarter turn keeps their
-    shape); values as they come (e.g. pixels / 255), or normalised inside
-    the model with `normalization`.
+    Inputs are images `(H, W, C)`, values as they come (e.g. pixels / 255)
+    or normalised inside the model with `normalization`. On square images the
+    four orientations are the quarter turns; on others, whose shape a quarter
+    turn would change, they are the four flips that keep it (none, upside
+    down, half turn, mirrored).
 
     Args:
         filters: channels of the convolution blocks (3x3 convolution, batch
             norm, ReLU, 2x2 max-pool each), then global average pooling and
             a Dense layer with one logit per transformation.
-        shifts: horizontal cyclic shifts, as fractions of the image width
-            times 28 (the default `(0, 4, -4)`: none, and 4 pixels right and
-            left on a 28-pixel image), each combined with the four rotations:
+        shifts: horizontal cyclic shifts in pixels per 28 pixels of width
+            (the default `(0, 4, -4)`: none, and 4 pixels right and left on a
+            28-pixel-wide image), each combined with the four orientations:
             `T = 4 * len(shifts)` transformations. `(0,)`: the four rotations
             alone.
         normalization: see `AnomalyDetector` (default `None`: pixels as given).
@@ -103,19 +105,20 @@ class GEOM(AnomalyDetector):
         return 4 * len(self.shifts)
 
     def build_networks(self, feature_shape):
-        if len(feature_shape) != 3 or feature_shape[0] != feature_shape[1]:
+        if len(feature_shape) != 3:
             raise ValueError(
-                "GEOM needs square images of shape (height, height, channels): a quarter "
-                f"turn must keep their shape. Received samples of shape {tuple(feature_shape)}."
+                "GEOM needs images of shape (height, width, channels). "
+                f"Received samples of shape {tuple(feature_shape)}."
             )
-        size = feature_shape[0]
+        size = feature_shape[1]
         pixel_shifts = [round(s * size / 28) % size for s in self.shifts]
         if len(set(pixel_shifts)) != len(pixel_shifts):
             raise ValueError(
-                f"shifts {self.shifts} fall on the same pixel shift on {size}-pixel images "
-                f"({pixel_shifts}); choose shifts that differ by at least {28 / size:.1f}."
+                f"shifts {self.shifts} fall on the same pixel shift on images {size} pixels "
+                f"wide ({pixel_shifts}); choose shifts that differ by at least {28 / size:.1f}."
             )
         self._pixel_shifts = pixel_shifts
+        self._square = feature_shape[0] == feature_shape[1]
         inputs = keras.Input(shape=tuple(feature_shape), name="x")
         h = inputs
         for i, n in enumerate(self.filters):
@@ -129,10 +132,20 @@ class GEOM(AnomalyDetector):
         self.classifier = float32_model(inputs, logits, name="classifier")
 
     # ------------------------------------------------------------- pieces
-    @staticmethod
-    def _rotate(x, quarter_turns):
-        """`x` (batch, H, H, C) turned by `quarter_turns` x 90 degrees (flip + transpose)."""
-        for _ in range(quarter_turns % 4):
+    def _rotate(self, x, turns):
+        """Orientation number `turns` of `x` (batch, H, W, C).
+
+        Square images: `turns` quarter turns (flip + transpose). Other images,
+        whose shape a quarter turn would change: the four flips that keep it
+        (none, upside down, both, i.e. a half turn, and mirrored).
+        """
+        turns %= 4
+        if not self._square:
+            axes = ((), (1,), (1, 2), (2,))[turns]
+            for axis in axes:
+                x = ops.flip(x, axis=axis)
+            return x
+        for _ in range(turns):
             x = ops.transpose(ops.flip(x, axis=2), (0, 2, 1, 3))
         return x
 
@@ -145,7 +158,7 @@ class GEOM(AnomalyDetector):
         return ops.concatenate([x[:, :, width - pixels :], x[:, :, : width - pixels]], axis=2)
 
     def transformation(self, x, index):
-        """The transformation number `index` of a batch: rotate, then shift."""
+        """The transformation number `index` of a batch: orient (rotate), then shift."""
         turns, shift = divmod(int(index), len(self.shifts))
         return self._shift(self._rotate(x, turns), self._pixel_shifts[shift])
 

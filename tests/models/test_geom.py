@@ -129,12 +129,28 @@ def test_bad_input_is_refused_with_its_reason(trained, ones):
         trained.score(np.zeros((4, 9, 9, 1), "float32"))
     with pytest.raises(ValueError, match="empty"):
         trained.score(np.zeros((0, 8, 8, 1), "float32"))
-    with pytest.raises(ValueError, match="square images"):
-        GEOM().fit(np.zeros((16, 8, 6, 1), "float32"), epochs=1, verbose=0)
-    with pytest.raises(ValueError, match="square images"):
+    with pytest.raises(ValueError, match=r"images of shape \(height, width, channels\)"):
         GEOM().fit(np.zeros((16, 64), "float32"), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="same pixel shift"):
         GEOM(shifts=(0, 1)).fit(np.zeros((16, 8, 8, 1), "float32"), epochs=1, verbose=0)
+
+
+def test_images_that_are_not_square_use_the_four_flips(ones):
+    """A quarter turn would change their shape: the orientations are the flips that keep it."""
+    wide = np.concatenate([ones.x_train, np.zeros_like(ones.x_train[:, :, :4])], axis=2)
+    model = GEOM(seed=0)
+    model.fit(wide, epochs=10, batch_size=32, verbose=0)
+    x = wide[:3]
+    flips = [x, x[:, ::-1], x[:, ::-1, ::-1], x[:, :, ::-1]]
+    assert model._pixel_shifts == [0, 2, 10]  # 4 pixels per 28 on 12 pixels: 2
+    for t in range(12):
+        turns, shift = divmod(t, 3)
+        expected = np.roll(flips[turns], [0, 2, -2][shift], axis=2)
+        np.testing.assert_array_equal(model.transformation(x, t), expected)
+    test = np.concatenate([ones.x_test, np.zeros_like(ones.x_test[:, :, :4])], axis=2)
+    # Digit 1 against the others, in 8x12 images after 10 epochs: measured 0.85 (a 1 looks
+    # much the same upside down or mirrored, so flips teach less than quarter turns: 0.97).
+    assert roc_auc_score(ones.y_test, model.score(test)) >= 0.75
 
 
 @pytest.mark.parametrize(
