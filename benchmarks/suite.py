@@ -64,7 +64,16 @@ QUICK_SETS = ("vowels", "vehicle", "breast_cancer")
 TABULAR_DETECTORS = ("AE", "VAE", "AAE", "WAE", "DeepSVDD", "OCNN", "DetectorEnsemble")
 TABULAR_EPOCHS, TABULAR_BATCH = 50, 64
 #: Registered presets on Fashion-MNIST, trained with `train_detector`.
-IMAGE_DETECTORS = ("ae", "ae-conv", "vae", "deep-svdd-mnist", "ocnn", "ensemble", "ensemble-image")
+IMAGE_DETECTORS = (
+    "ae",
+    "ae-conv",
+    "vae",
+    "deep-svdd-mnist",
+    "ocnn",
+    "geom",
+    "ensemble",
+    "ensemble-image",
+)
 IMAGE_EPOCHS = 20
 IMAGE_TRAIN_PER_CLASS = 2000
 

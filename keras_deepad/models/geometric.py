@@ -70,6 +70,10 @@ class GEOM(AnomalyDetector):
 
     score_methods = ("transformation",)
     default_score_method = "transformation"
+    no_edge_head_hint = (
+        "its score is the whole classifier on 12 transformed copies of the image, computed in "
+        'the graph: export it as float TFLite (the default) or with quantization="dynamic-int8"'
+    )
 
     def __init__(
         self,

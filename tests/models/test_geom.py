@@ -110,6 +110,12 @@ def test_saved_model_and_tflite_give_the_keras_scores(trained, ones, tmp_path):
     np.testing.assert_array_equal(served["is_anomaly"], trained.predict_labels(x))
     artifact = export_tflite(saved_model, tmp_path / "geom.tflite")
     np.testing.assert_allclose(EdgeDetector(artifact.path).score(x), scores, rtol=1e-5, atol=1e-6)
+    # No full-integer head: the refusal says which exports work instead.
+    with pytest.raises(ValueError, match="cannot be scored on the host(?s:.*)dynamic-int8"):
+        export_tflite(
+            saved_model, tmp_path / "int8.tflite", quantization="int8", representative_data=x
+        )
+    assert not (tmp_path / "int8.tflite").exists()
 
 
 def test_save_load_keeps_scores_and_shifts(trained, ones, tmp_path):
