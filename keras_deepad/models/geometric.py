@@ -32,10 +32,14 @@ class GEOM(AnomalyDetector):
     float TFLite export compute the whole score, transformations included.
 
     Measured (`benchmarks/suite.py`, one-class Fashion-MNIST, 2,000 training
-    images per class, the whole test set, 20 epochs, seed 1): see the README's
-    suite table; as a member of `ensemble-image` it adds what the
-    reconstruction and hypersphere members miss (orientation and shape
-    cues), most on bags and sandals.
+    images per class, the whole test set, preset `geom`, 20 epochs, seed 1):
+    mean AUROC 0.934 over the 10 classes, the best single detector there
+    (Deep SVDD's MNIST network 0.924, kNN on the pixels 0.917); as the fourth
+    member of `ensemble-image` it lifts the ensemble from 0.936 to 0.946,
+    since it learns orientation and layout where the other members learn
+    density or reconstruction (bag: 0.963 against Deep SVDD's 0.905). One-class
+    8x8 digits (`tests/models/test_geom.py`): 1.00, 0.97, 0.955 for digits 0,
+    1 and 8.
 
     Inputs are images `(H, W, C)`, values as they come (e.g. pixels / 255)
     or normalised inside the model with `normalization`. On square images the
