@@ -171,7 +171,7 @@ class GEOM(AnomalyDetector):
         return self._shift(self._rotate(x, turns), self._pixel_shifts[shift])
 
     def transformations(self, x):
-        """The `T` transformed copies of a batch, stacked: shape `(T * batch, H, H, C)`."""
+        """The `T` transformed copies of a batch, stacked: shape `(T * batch, H, W, C)`."""
         return ops.concatenate(
             [self.transformation(x, t) for t in range(self.n_transformations)], axis=0
         )
