@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_deepad.models.base import AnomalyDetector
 from keras_deepad.networks.precision import float32_model
-from keras_deepad.utils.validation import check_number
+from keras_deepad.utils.validation import check_number, check_units
 
 #: Horizontal cyclic shifts (in pixels, per image width of 28) of the default transformations.
 DEFAULT_SHIFTS = (0, 4, -4)
@@ -91,20 +91,18 @@ class GEOM(AnomalyDetector):
         super().__init__(
             normalization=normalization, score_method=score_method, seed=seed, **kwargs
         )
-        filters = tuple(filters)
-        if not filters or any(int(f) != f or int(f) < 1 for f in filters):
-            raise ValueError(
-                f"filters must be a non-empty list of positive integers. Received: {filters!r}"
-            )
-        shifts = tuple(shifts)
+        filters = check_units("filters", filters)
+        if not filters:
+            raise ValueError("filters must name at least one convolution block.")
+        shifts = tuple(
+            check_number(f"shifts[{i}]", s, low=-27, high=27, integer=True)
+            for i, s in enumerate(shifts)
+        )
         if not shifts:
             raise ValueError("shifts must name at least one shift (0: none).")
-        for shift in shifts:
-            check_number("shifts", shift, low=-27, high=27)
         if len(set(shifts)) != len(shifts):
             raise ValueError(f"shifts must be distinct. Received: {shifts!r}")
-        self.filters = tuple(int(f) for f in filters)
-        self.shifts = tuple(int(s) for s in shifts)
+        self.filters, self.shifts = filters, shifts
         self.accuracy_tracker = keras.metrics.Mean(name="transformation_accuracy")
 
     @property
@@ -178,12 +176,15 @@ class GEOM(AnomalyDetector):
 
     def call(self, x, training=False):
         """The logits of every transformation of a raw batch: `(batch, T, T)`."""
-        x_norm = self.scaler(ops.cast(x, "float32"))
-        logits = [
-            self.classifier(self.transformation(x_norm, t), training=training)
-            for t in range(self.n_transformations)
-        ]
-        return ops.stack(logits, axis=1)
+        return self._logits(self.scaler(ops.cast(x, "float32")), training=training)
+
+    def _logits(self, x_norm, training=False):
+        """`(batch, T, T)` logits of the `T` transformations of a normalised batch, run as one
+        stacked batch (in training, batch norm sees every transformation at once)."""
+        n = self.n_transformations
+        logits = self.classifier(self.transformations(x_norm), training=training)
+        # Stacked as (T * batch, T): transformation-major, back to (batch, T, T).
+        return ops.transpose(ops.reshape(logits, (n, ops.shape(x_norm)[0], n)), (1, 0, 2))
 
     def _transformation_nll(self, logits):
         """`(batch, T, T)` logits -> `(batch, T)` negative log-probabilities of the applied one."""
@@ -193,16 +194,10 @@ class GEOM(AnomalyDetector):
 
     # ---------------------------------------------------------------- train
     def per_sample_loss(self, x, training=False):
-        x_norm = self.scaler(x)
-        batch = ops.shape(x_norm)[0]
-        logits = self.classifier(self.transformations(x_norm), training=training)
-        n = self.n_transformations
-        # Stacked as (T * batch, T): transformation-major, back to (batch, T, T).
-        logits = ops.transpose(ops.reshape(logits, (n, batch, n)), (1, 0, 2))
+        logits = self._logits(self.scaler(x), training=training)
         nll = self._transformation_nll(logits)
-        correct = ops.cast(
-            ops.equal(ops.argmax(logits, axis=-1), ops.arange(n)[None, :]), "float32"
-        )
+        applied = ops.arange(self.n_transformations)[None, :]
+        correct = ops.cast(ops.equal(ops.argmax(logits, axis=-1), applied), "float32")
         return ops.mean(nll, axis=1), {"transformation_accuracy": ops.mean(correct, axis=1)}
 
     def extra_trackers(self):
