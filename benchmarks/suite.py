@@ -507,9 +507,13 @@ def merge(args):
     json_path = RESULTS / args.name / "suite.json" if args.name else RESULTS / "suite.json"
     runs = {}
     invocations = []
-    for path in [json_path, *map(Path, args.merge)]:
+    # Each file once (merging the results file into itself is the way to re-render it), and
+    # each invocation once: files merged before share their invocations.
+    for path in dict.fromkeys(p.resolve() for p in [json_path, *map(Path, args.merge)]):
         if path.exists():
-            invocations += _invocations(path)
+            for invocation in _invocations(path):
+                if invocation not in invocations:
+                    invocations.append(invocation)
             runs.update({_key(r): r for r in json.loads(path.read_text())["runs"]})
     args.seeds = sorted({r["seed"] for r in runs.values()})
     _write(json_path, args, list(runs.values()), 0.0, invocations=invocations)
