@@ -166,22 +166,31 @@ def run_ours(name, x_train, x_test, seed, task):
 
 
 def run_peer(name, x_train, x_test, seed):
-    x_train = x_train.reshape(len(x_train), -1)
-    x_test = x_test.reshape(len(x_test), -1)
-    if name == "IsolationForest":
-        from sklearn.ensemble import IsolationForest
+    return fit_peer(name, x_train, seed)(x_test)
 
-        model = IsolationForest(random_state=seed).fit(x_train)
-        return -model.score_samples(x_test)
-    if name == "OneClassSVM":
-        from sklearn.svm import OneClassSVM
 
-        return -OneClassSVM(kernel="rbf").fit(x_train).score_samples(x_test)
-    if name == "LocalOutlierFactor":
-        from sklearn.neighbors import LocalOutlierFactor
+def fit_peer(name, x_train, seed):
+    """Peer `name` fitted on `x_train`: `score(x)`, higher = more anomalous."""
 
-        model = LocalOutlierFactor(novelty=True).fit(x_train)
-        return -model.score_samples(x_test)
+    def flat(x):
+        return x.reshape(len(x), -1)
+
+    x_train = flat(x_train)
+    if name in ("IsolationForest", "OneClassSVM", "LocalOutlierFactor"):
+        if name == "IsolationForest":
+            from sklearn.ensemble import IsolationForest
+
+            model = IsolationForest(random_state=seed)
+        elif name == "OneClassSVM":
+            from sklearn.svm import OneClassSVM
+
+            model = OneClassSVM(kernel="rbf")
+        else:
+            from sklearn.neighbors import LocalOutlierFactor
+
+            model = LocalOutlierFactor(novelty=True)
+        model.fit(x_train)
+        return lambda x: -model.score_samples(flat(x))
     import torch
 
     torch.manual_seed(seed)
@@ -214,7 +223,7 @@ def run_peer(name, x_train, x_test, seed):
     else:
         raise ValueError(f"unknown peer {name!r}; choose from {PEERS}.")
     model.fit(x_train)
-    return model.decision_function(x_test)
+    return lambda x: model.decision_function(flat(x))
 
 
 # ------------------------------------------------------------------- runs
