@@ -79,24 +79,25 @@ def main(argv=None):
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
 
-    # Each family trained as the suite trains it: bag 0 of benchmarks/seed_bags.py (shared cache).
+    # Each family trained as the suite trains it: benchmarks/seed_bags.py's bags (shared cache).
     run(cache, args.members, bags=args.bags)
     run_peers(cache, args.peers)
     candidates = list(args.members) + [f"peer:{name}" for name in args.peers]
     peer_names = {f"peer:{name}" for name in args.peers}
 
-    scores = {}
+    # Each member's standardised test scores, once per standardisation, and the labels.
+    z_scores, labels = {}, {}
     for name in candidates:
         for dataset in TABULAR_SETS:
             for seed, bag in itertools.product(SEEDS, args.bags):
                 # A classical peer has no training seed to vary: its one fit serves every bag.
                 cached = cache_path(cache, dataset, seed, name, 0 if name in peer_names else bag)
                 with np.load(cached) as data:
-                    scores[name, dataset, seed, bag] = (
-                        np.nan_to_num(data["train"]),
-                        np.nan_to_num(data["test"]),
-                        data["y"],
-                    )
+                    train, test = np.nan_to_num(data["train"]), np.nan_to_num(data["test"])
+                    labels[dataset, seed, bag] = data["y"]
+                for standardization in args.standardization:
+                    key = (standardization, name, dataset, seed, bag)
+                    z_scores[key] = standardise(train, test, standardization)
 
     rows = []
     for k in range(1, len(candidates) + 1):
@@ -109,12 +110,12 @@ def main(argv=None):
                     for dataset in TABULAR_SETS:
                         aurocs = []
                         for seed, bag in itertools.product(SEEDS, args.bags):
-                            z = []
-                            for name in subset:
-                                train_scores, test_scores, y = scores[name, dataset, seed, bag]
-                                z.append(standardise(train_scores, test_scores, standardization))
+                            z = [
+                                z_scores[standardization, name, dataset, seed, bag]
+                                for name in subset
+                            ]
                             combined = np.mean(z, axis=0) if combine == "mean" else np.max(z, 0)
-                            aurocs.append(roc_auc_score(y, combined))
+                            aurocs.append(roc_auc_score(labels[dataset, seed, bag], combined))
                         per_set[dataset] = np.mean(aurocs)
                     mean = np.mean(list(per_set.values()))
                     rows.append((mean, "+".join(subset), standardization, combine, per_set))
@@ -133,7 +134,7 @@ def main(argv=None):
         "# Ensemble members: every subset of the tabular defaults",
         "",
         f"`{command}`: each "
-        "family trained once per set and seed as the suite trains it, combined offline "
+        "family trained once per set, seed and bag as the suite trains it, combined offline "
         "(standardisation on the training scores, median/IQR = robust or mean/std = standard, "
         f"then mean or max). AUROC, mean over seeds 1-3{bags_note}.{peers_note}"
         + (f" The best {len(shown)} of {len(rows)} rows." if len(shown) < len(rows) else ""),
