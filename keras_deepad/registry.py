@@ -201,7 +201,7 @@ _SPECS = [
     DetectorSpec(
         "ensemble",
         "DetectorEnsemble",
-        "Robust ensemble (ROBOD): an AE, an AAE, a VAE and OC-NN (default_members), "
+        "Robust ensemble (ROBOD): an AE, an AAE, a WAE and Deep SVDD (default_members), "
         "each score median/IQR-standardised on the training data, averaged.",
         {"standardization": "robust"},
         {"batch_size": 64},

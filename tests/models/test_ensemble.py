@@ -311,10 +311,10 @@ def test_registry_preset_default_members_and_top_level_access():
     assert keras_deepad.DetectorEnsemble is DetectorEnsemble
     model = get_detector("ensemble", seed=7)
     kinds = [type(m).__name__ for m in model.members]
-    assert kinds == ["AE", "AAE", "VAE", "OCNN"]
-    assert [m.seed for m in model.members] == [7, 10, 8, 9]
-    assert [m.score_method for m in model.members[:2]] == ["hybrid", "hybrid"]
-    assert model.members[3].activation == "cos"
+    assert kinds == ["AE", "AAE", "WAE", "DeepSVDD"]
+    assert [m.seed for m in model.members] == [7, 8, 9, 10]
+    assert [m.score_method for m in model.members[:3]] == ["hybrid"] * 3
+    assert model.members[3].objective == "one-class"
     assert model.standardization == "robust" and model.combine == "mean"
     assert [type(m) for m in default_members()] == [type(m) for m in model.members]
     clone = DetectorEnsemble.from_config(model.get_config())
@@ -330,7 +330,7 @@ def test_members_named_by_preset_take_its_arguments_seed_and_learning_rate():
     model.compile()
     # "ocnn" trains at its preset's 1e-2; the others at their class defaults.
     rates = [float(m.optimizer.learning_rate) for m in model.members]
-    np.testing.assert_allclose(rates, [AE.default_learning_rate, 1e-5, 1e-2], rtol=1e-6)
+    np.testing.assert_allclose(rates, [AE.default_learning_rate, 1e-4, 1e-2], rtol=1e-6)
     model.compile(keras.optimizers.SGD(0.5))  # an explicit optimizer still wins
     assert [float(m.optimizer.learning_rate) for m in model.members] == [0.5] * 3
     assert [m.seed for m in DetectorEnsemble(["ae", "ae"]).members] == [None, None]
