@@ -55,10 +55,11 @@ from suite import (  # noqa: E402
     TABULAR_BATCH,
     TABULAR_DETECTORS,
     TABULAR_EPOCHS,
+    _subsample_anomalies,
     fit_peer,
-    run_ours,
     tabular_split,
 )
+from tune import fit_candidate, parse_candidate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -87,14 +88,9 @@ def labelled(source):
 def class_task(source, task_class, protocol="rare"):
     """`(X, y)` of one task; `task_class` is the anomaly class (`rare`) or the normal one."""
     x, classes, _ = labelled(source)
+    if protocol == "one-class":  # the suite's own draw of the anomalies (seed 0)
+        return _subsample_anomalies(x, (classes != task_class).astype(np.int64), ANOMALY_FRACTION)
     rng = np.random.default_rng(0)
-    if protocol == "one-class":
-        normal = np.flatnonzero(classes == task_class)
-        others = np.flatnonzero(classes != task_class)
-        count = max(2, round(ANOMALY_FRACTION * len(normal) / (1 - ANOMALY_FRACTION)))
-        chosen = rng.choice(others, size=count, replace=False)
-        rows = np.sort(np.concatenate([normal, chosen]))
-        return x[rows], (classes[rows] != task_class).astype(np.int64)
     anomaly_class = task_class
     normal = np.flatnonzero(classes != anomaly_class)
     if source == "letter":
@@ -116,16 +112,14 @@ def tasks(sources):
 
 
 def run_method(method, x_train, x_test, seed):
-    """Test scores of a peer, a default (`AE`) or a candidate (`AE:{"latent_dim": 8}`)."""
+    """Test scores of a peer, a default (`AE`) or a candidate (`AE:{"latent_dim": 8}`).
+
+    A default is a candidate without arguments: `fit_candidate` trains it as the suite does.
+    """
     if method in PEERS:
         return fit_peer(method, x_train, seed)(x_test)
-    if ":" in method:
-        from tune import fit_candidate, parse_candidate
-
-        name, params = parse_candidate(method)
-        model = fit_candidate(name, params, x_train, seed, TABULAR_EPOCHS, TABULAR_BATCH)
-        return model.score(x_test)
-    return run_ours(method, x_train, x_test, seed, "tabular")
+    name, params = parse_candidate(method)
+    return fit_candidate(name, params, x_train, seed, TABULAR_EPOCHS, TABULAR_BATCH).score(x_test)
 
 
 def render(results, methods, sources, seeds, command, protocol):
