@@ -144,9 +144,10 @@ _SPECS = [
     DetectorSpec(
         "ocnn",
         "OCNN",
-        "One-class neural network on 256 fixed cosine random features (RBF kernel), nu 0.5.",
-        {"hidden_units": 256, "activation": "cos", "nu": 0.5},
-        {"batch_size": 64, "learning_rate": 1e-2},
+        "One-class neural network on 1024 fixed cosine random features (RBF kernel, width "
+        "from the data), nu 0.5, w started at the features' mean.",
+        {"hidden_units": 1024, "activation": "cos", "nu": 0.5},
+        {"batch_size": 64, "learning_rate": 1e-3},
     ),
     DetectorSpec(
         "ocnn-linear",

@@ -82,7 +82,7 @@ CASES = {
     ),
     "ocnn": Case(
         "ocnn",
-        contract={"hidden_units": 8},
+        contract={"hidden_units": 64},
         export={"hidden_units": 64},
         golden={"hidden_units": 8},
     ),

@@ -216,19 +216,39 @@ class ScoringMixin:
         """
         return 0.5 if self.scaler.mode == "minmax" else 0.0
 
+    #: Points on the straight path from the reference to `x` at which `feature_scores`
+    #: averages the score's gradient (integrated gradients, right Riemann sum). 1: the
+    #: gradient at `x` alone (gradient x input). Detectors whose score saturates far from
+    #: the data (OC-NN's kernel features) need the path.
+    attribution_steps = 1
+
     def compute_feature_scores(self, x):
         """`feature_scores` of a raw batch (a tensor of shape `(batch, *feature_shape)`)."""
         x = ops.cast(x, "float32")
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            # Samples are independent in inference mode, so the gradient of the
-            # batch sum is each sample's own gradient.
-            total = ops.sum(self.compute_scores(x, self.score_method))
-        gradient = tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         reference = ops.full(self.feature_shape[-1:], self.attribution_reference())
         # Per feature, d(score)/d(x_scaled) * (x_scaled - reference) equals
         # d(score)/dx * (x - inverse(reference)): no round trip through the scaler.
-        return gradient * (x - self.scaler.inverse(reference))
+        origin = self.scaler.inverse(reference)
+        delta = x - origin
+        steps = int(self.attribution_steps)
+        if steps == 1:
+            points = x
+        else:  # every point of every sample's path in one batch: (steps * batch, ...)
+            alphas = ops.reshape(
+                ops.arange(1, steps + 1, dtype="float32") / steps,
+                (steps, 1, *([1] * len(self.feature_shape))),
+            )
+            path = origin + alphas * ops.expand_dims(delta, 0)
+            points = ops.reshape(path, (-1, *self.feature_shape))
+        with tf.GradientTape() as tape:
+            tape.watch(points)
+            # Samples are independent in inference mode, so the gradient of the
+            # batch sum is each sample's own gradient.
+            total = ops.sum(self.compute_scores(points, self.score_method))
+        gradient = tape.gradient(total, points, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        if steps > 1:
+            gradient = ops.mean(ops.reshape(gradient, (steps, -1, *self.feature_shape)), axis=0)
+        return gradient * delta
 
     def feature_scores(self, x, batch_size=None):
         """Per-feature attributions of the anomaly score, same shape as `x`.
@@ -238,7 +258,13 @@ class ScoringMixin:
         times the normalised input's distance from the training data's
         centre, `(x_scaled_j - reference) * d(score)/d(x_scaled_j)`
         (gradient x input with `attribution_reference()` as the baseline).
-        The sum over the features is the first-order estimate, made at `x`,
+        With `attribution_steps` above 1 the gradient is averaged over that
+        many points on the straight path from the reference to `x`
+        (integrated gradients; OC-NN, whose kernel score flattens out far
+        from the data, where the gradient at `x` alone says little); the sum
+        over the features is then about the score's rise from the reference
+        point to `x`, whatever its shape. With one step, the sum over the
+        features is the first-order estimate, made at `x`,
         of the score's rise from the reference point to `x`; large positive
         values mark the features that push the score up. It is an estimate:
         exact where the score is linear along the way, about twice the rise

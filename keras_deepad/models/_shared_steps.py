@@ -100,11 +100,16 @@ def _config(model):
 
     A detector's seed reaches its trace only through variables (the states of its
     `keras.random.SeedGenerator`s), which each model binds its own; the initial weights
-    and the shuffle order it also sets are outside the trace. (Tested: a template of
+    and the shuffle order it also sets are outside the trace. So do the arguments a class
+    lists in `config_outside_trace`. (Tested: a template of
     another seed trains a model exactly as the model's own trace.)
     """
     config = _without_names(model.get_config())
     config.pop("seed", None)
+    # Arguments a class declares to reach its trace only through variables' values
+    # (OC-NN's `bandwidth` only scales the initial V).
+    for name in getattr(model, "config_outside_trace", ()):
+        config.pop(name, None)
     return config
 
 

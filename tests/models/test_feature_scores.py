@@ -60,6 +60,23 @@ def test_ocnn_default_ranks_the_planted_feature_first():
     _assert_planted_feature_ranks_first(model)
 
 
+def test_ocnn_attributions_add_up_to_the_scores_rise_from_the_reference():
+    """Integrated gradients: the features' attributions sum to S(x) - S(reference), which
+    the gradient at x alone (one step) misses on the flat far side of the kernel score."""
+    model = OCNN(seed=0)
+    model.fit(_gaussian(1024), epochs=10, batch_size=64, verbose=0)
+    samples = 2.0 * _gaussian(20, seed=1)
+    origin = np.asarray(model.scaler.inverse(np.full(8, model.attribution_reference(), "float32")))
+    rise = model.score(samples) - model.score(origin[None])
+    attributions = model.feature_scores(samples)
+    assert model.attribution_steps == 32
+    np.testing.assert_allclose(attributions.sum(axis=1), rise, atol=0.05 * np.abs(rise).max())
+    model.attribution_steps = 1  # gradient x input, for comparison
+    model._score_functions.clear()
+    one_step = model.feature_scores(samples).sum(axis=1)
+    assert np.abs(one_step - rise).max() > 0.5 * np.abs(rise).max()
+
+
 @pytest.fixture(scope="module")
 def svdd():
     keras.utils.set_random_seed(0)

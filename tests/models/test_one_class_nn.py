@@ -157,17 +157,68 @@ def test_random_features_are_seeded_saved_and_fixed(readings, tmp_path):
     np.testing.assert_array_equal(features(second)[1], b)
     assert not np.array_equal(features(other)[1], b)
     assert b.min() >= 0.0 and b.max() < 2.0 * np.pi and b.std() > 1.0
-    # V ~ N(0, 1 / (bandwidth^2 D)).
-    assert np.std(v) == pytest.approx(1.0 / (first.bandwidth * np.sqrt(v.shape[0])), rel=0.1)
-    w = first.output_weights.numpy().copy()
+    # bandwidth="auto": V ~ N(0, 1 / D) (bandwidth 1) until the first fit ...
+    assert np.std(v) == pytest.approx(1.0 / np.sqrt(v.shape[0]), rel=0.1)
     first.fit(x_train, epochs=2, batch_size=32, verbose=0)
+    # ... which sets the bandwidth from the normalised data and divides V by it.
+    x_norm = np.asarray(first.scaler(x_train), dtype=np.float64)
+    assert isinstance(first.bandwidth, float)
+    assert first.bandwidth == pytest.approx(0.5 * x_norm.std(), rel=1e-4)
+    assert first.get_config()["bandwidth"] == first.bandwidth
+    np.testing.assert_allclose(features(first)[0], v / first.bandwidth, rtol=1e-6)
+    v, bandwidth = features(first)[0], first.bandwidth
     assert not first.features_trainable and not first.encoder.trainable_weights
+    w = first.output_weights.numpy().copy()
+    first.fit(x_train[:128], epochs=1, batch_size=32, verbose=0)  # other data: V stays
+    assert first.bandwidth == bandwidth
     np.testing.assert_array_equal(features(first)[0], v)
     np.testing.assert_array_equal(features(first)[1], b)
     assert not np.array_equal(first.output_weights.numpy(), w)
     loaded = contract.check_save_load(first, readings[1], tmp_path)
+    assert loaded.bandwidth == bandwidth
     for got, want in zip(features(loaded), (v, b), strict=True):
         np.testing.assert_array_equal(got, want)  # also after a further epoch
+
+
+def test_auto_bandwidth_kernel_matches_the_rbf_kernel_of_its_width(readings):
+    x_train = readings[0][:512]
+    model = OCNN(seed=0)
+    model.fit(x_train, epochs=1, batch_size=64, verbose=0)
+    x = readings[1][::25]
+    features = model.embed(x).astype(np.float64)
+    x_norm = np.asarray(model.scaler(x), dtype=np.float64)
+    distances = ((x_norm[:, None, :] - x_norm[None, :, :]) ** 2).sum(axis=-1)
+    kernel = 0.5 * np.exp(-distances / (2.0 * model.bandwidth**2 * x.shape[1]))
+    # 1024 random features: entries within a few 1 / sqrt(2 * 1024) of the kernel.
+    np.testing.assert_allclose(features @ features.T, kernel, atol=0.06)
+    # The width scales with the data: a kernel this narrow separates distinct rows.
+    off_diagonal = kernel[~np.eye(len(x), dtype=bool)]
+    assert 0.0 < np.median(off_diagonal) < 0.45
+
+
+def test_first_fit_starts_w_at_the_feature_mean_and_later_fits_continue(readings):
+    x_train = readings[0][:300]
+    weights = np.random.default_rng(0).uniform(0.0, 2.0, len(x_train)).astype("float32")
+    model = OCNN(hidden_units=64, seed=0)
+    starts = []
+
+    class Start(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            starts.append(model.output_weights.numpy().copy())
+
+    model.fit(
+        x_train, sample_weight=weights, epochs=2, batch_size=64, verbose=0, callbacks=[Start()]
+    )
+    # The first fit's w is the weighted mean of the training features g(Vx) (w was drawn
+    # at random when the model was built, and r was not yet set).
+    features = model.embed(x_train).astype(np.float64)
+    np.testing.assert_allclose(
+        starts[0], np.average(features, axis=0, weights=weights), rtol=1e-5, atol=1e-7
+    )
+    assert not np.allclose(starts[0], features.mean(axis=0), atol=1e-4)
+    trained_w = model.output_weights.numpy().copy()
+    model.fit(x_train, epochs=1, batch_size=64, verbose=0, callbacks=[Start()])
+    np.testing.assert_array_equal(starts[1], trained_w)  # continues where it stopped
 
 
 def test_trainable_features_train_v_but_not_the_phase(readings):
@@ -244,6 +295,7 @@ def test_digits_one_class(digit):
         ({"nu": 1.0}, "nu"),
         ({"hidden_units": 0}, "hidden_units"),
         ({"bandwidth": 0.0}, "bandwidth"),
+        ({"bandwidth": "wide"}, "bandwidth"),
         ({"trainable_features": "yes"}, "trainable_features"),
         ({"encoder": "ae"}, "encoder"),
     ],
