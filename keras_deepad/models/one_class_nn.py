@@ -51,7 +51,7 @@ class OCNN(AnomalyDetector):
     optimum for the same features (scikit-learn's linear `OneClassSVM` on
     them), 0.844; the mean itself, untrained, 0.829; started at the mean,
     50 epochs at 1e-3, 0.853. Over all 61 one-class tasks: 0.854 from a
-    random `w`, 0.902 from the mean.
+    random `w`, 0.901 from the mean.
 
     The paper's decision function is `S(x) = y(x) - r` with `S >= 0` normal;
     keras_deepad's anomaly score is its negative, `r - y(x)` (higher = more
@@ -98,7 +98,7 @@ class OCNN(AnomalyDetector):
     61 one-class class tasks together; mean AUROC suite / class tasks:
     0.671 / 0.816 with the former defaults (bandwidth 0.25, 256 features,
     random `w`, 1e-2), 0.674 / 0.837 with only the mean start and 1e-3,
-    0.651 / 0.902 with `"auto"` too, 0.693 / 0.919 with 1024 features as
+    0.651 / 0.901 with `"auto"` too, 0.693 / 0.919 with 1024 features as
     well (2048 features: 0.681 / 0.919; bandwidth 0.71 or 0.41 times the
     standard deviation instead of 0.5: 0.681 / 0.885, 0.680 / 0.921; with
     256 features, `nu` 0.9: 0.673 / 0.886).
