@@ -237,4 +237,5 @@ def test_ensemble_members_named_by_preset_from_the_command_line(run, tmp_path):
     assert json.loads(out.stdout)["metrics"]["auroc"] >= 0.85
     members = keras.saving.load_model(tmp_path / "ensemble.keras").members
     assert [type(m).__name__ for m in members] == ["AE", "OCNN"]
-    assert members[1].hidden_units == 256 and members[1].activation == "cos"
+    assert members[1].hidden_units == 1024 and members[1].activation == "cos"
+    assert isinstance(members[1].bandwidth, float)  # "auto", set from the training data

@@ -322,13 +322,13 @@ def test_registry_preset_default_members_and_top_level_access():
 
 
 def test_members_named_by_preset_take_its_arguments_seed_and_learning_rate():
-    model = DetectorEnsemble(["ae", "deep-svdd-soft", "ocnn"], seed=3)
+    model = DetectorEnsemble(["ae", "deep-svdd-soft", "ocnn-linear"], seed=3)
     assert [type(m).__name__ for m in model.members] == ["AE", "DeepSVDD", "OCNN"]
     assert [m.seed for m in model.members] == [3, 4, 5]
     assert model.members[1].objective == "soft-boundary" and model.members[1].nu == 0.1
-    assert model.members[2].activation == "cos"
+    assert model.members[2].activation == "linear" and model.members[2].hidden_units == 32
     model.compile()
-    # "ocnn" trains at its preset's 1e-2; the others at their class defaults.
+    # "ocnn-linear" trains at its preset's 1e-2; the others at their class defaults.
     rates = [float(m.optimizer.learning_rate) for m in model.members]
     np.testing.assert_allclose(rates, [AE.default_learning_rate, 1e-4, 1e-2], rtol=1e-6)
     model.compile(keras.optimizers.SGD(0.5))  # an explicit optimizer still wins
