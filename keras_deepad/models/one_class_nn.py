@@ -384,9 +384,10 @@ class OCNN(AnomalyDetector):
                 f"Received: bandwidth={self.bandwidth!r}, activation={self.activation!r}"
             )
         fn = self.traced_function(("input_moments",), self._input_moments)
-        moments = self.run_batched(x, fn, None, (3,)).astype(np.float64).sum(axis=0)
-        mean = moments[1] / moments[0]
-        std = float(np.sqrt(max(moments[2] / moments[0] - mean * mean, 0.0)))
+        moments = self.run_batched(x, fn, None, (2,)).astype(np.float64)
+        count = len(moments) * int(np.prod(self.feature_shape))
+        mean, mean_square = moments.sum(axis=0) / count
+        std = float(np.sqrt(max(mean_square - mean * mean, 0.0)))
         bandwidth = AUTO_BANDWIDTH_FRACTION * std if std > 1e-6 else 1.0
         kernel = self.encoder.get_layer("V").kernel
         kernel.assign(kernel / bandwidth)
@@ -394,10 +395,9 @@ class OCNN(AnomalyDetector):
         return bandwidth
 
     def _input_moments(self, x):
-        """Per row: the entry count, sum and sum of squares of the normalised input."""
+        """Per row: the sum and the sum of squares of the normalised input's entries."""
         flat = ops.reshape(self.scaler(x), (ops.shape(x)[0], -1))
-        count = ops.ones_like(flat[:, 0]) * ops.cast(ops.shape(flat)[1], flat.dtype)
-        return ops.stack([count, ops.sum(flat, axis=1), ops.sum(flat * flat, axis=1)], axis=1)
+        return ops.stack([ops.sum(flat, axis=1), ops.sum(flat * flat, axis=1)], axis=1)
 
     def start_at_feature_mean(self, x, sample_weight=None):
         """Sets `w` to the (weighted) mean of `g(V x)` over `x` and returns it.
