@@ -141,7 +141,7 @@ def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check_scoring(read, scoring, outputs) -> None:
+def _check_scoring(read, scoring, outputs, features=None) -> None:
     """The scoring recipe: a known kind, with the constants and outputs its function reads."""
     p = "scoring."
     kind = read.string(scoring, "kind", p)
@@ -175,6 +175,13 @@ def _check_scoring(read, scoring, outputs) -> None:
             )
         if len(read.numbers(scoring, "log_stats", p)) != 4:
             raise read.error(p + "log_stats", "must hold 4 numbers (mean, std, mean, std)")
+        if "error_weights" in scoring:
+            weights = read.numbers(scoring, "error_weights", p)
+            if features is not None and len(weights) != features:
+                raise read.error(
+                    p + "error_weights",
+                    f"has {len(weights)} numbers, expected one per input feature ({features})",
+                )
         return
     if kind in _RECIPE_FIELDS or "output" in scoring:
         read.output_name(scoring, "output", p, outputs)
@@ -264,7 +271,7 @@ def check_metadata(metadata, where="the metadata") -> dict:
     for name in outputs:
         read.object(outputs, name, "outputs.")
         read.quantization(outputs[name], f"outputs.{name}.")
-    _check_scoring(read, read.object(metadata, "scoring"), outputs)
+    _check_scoring(read, read.object(metadata, "scoring"), outputs, features=math.prod(shape))
     return metadata
 
 

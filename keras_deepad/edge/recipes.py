@@ -29,8 +29,16 @@ def _reconstruction_error(scoring, x_norm, outputs):
 
 
 def _hybrid(scoring, x_norm, outputs):
-    """Autoencoders' `"hybrid"`: standardised log error plus log squared Mahalanobis distance."""
-    error = _reconstruction_error({**scoring, "error": "mse"}, x_norm, outputs)
+    """Autoencoders' `"hybrid"`: standardised log error plus log squared Mahalanobis distance.
+
+    The error is the mean of the squared errors times each feature's `error_weights` (files
+    written before the weights existed have none: the plain mean squared error).
+    """
+    squared = np.square(_flat(x_norm) - _flat(outputs[scoring["output"]]))
+    weights = scoring.get("error_weights")
+    if weights is not None:
+        squared = squared * np.asarray(weights, dtype=np.float64).reshape(1, -1)
+    error = np.mean(squared, axis=1)
     mean = np.asarray(scoring["mean"], dtype=np.float64)
     precision = np.asarray(scoring["precision"], dtype=np.float64).reshape(len(mean), len(mean))
     centred = _flat(outputs[scoring["code_output"]]) - mean

@@ -7,6 +7,10 @@ from keras import ops
 #: Added inside every log, in the units of the two statistics (squared errors in normalised
 #: units, squared Mahalanobis distances): keeps a perfectly reconstructed row finite.
 LOG_EPS = 1e-12
+#: A feature's error weight is `1 / (v_j + ERROR_WEIGHT_FLOOR * mean(v))`, `v_j` its mean
+#: squared training error: a feature the network reconstructs (almost) exactly, such as a
+#: constant one, gets a large weight but not an unbounded one.
+ERROR_WEIGHT_FLOOR = 0.01
 
 
 def log_standardise(values, mean, std):
@@ -27,22 +31,40 @@ class CodeDensity(keras.layers.Layer):
 
         hybrid = (log e - m_e) / s_e + (log d2 - m_d) / s_d
 
-    with `e` the mean squared reconstruction error (normalised units), `d2`
-    the squared Mahalanobis distance of the code under the Ledoit-Wolf
-    shrunk covariance of the training codes, and `m`, `s` the mean and
-    standard deviation of each log over the training data.
+    with `e` the reconstruction error, `d2` the squared Mahalanobis distance
+    of the code under the Ledoit-Wolf shrunk covariance of the training
+    codes, and `m`, `s` the mean and standard deviation of each log over the
+    training data.
+
+    `e` is the mean over the features of the squared errors (normalised
+    units), each divided by that feature's mean squared error on the
+    training data (plus a floor, `ERROR_WEIGHT_FLOOR` times their mean):
+    the error in units of what is usual for that feature, as a Gaussian
+    decoder with a per-feature variance would weigh it. A feature the
+    network never reconstructs well no longer drowns the others, and a
+    small error where the network is normally exact counts. Over the
+    tabular suite (seven real sets, seeds 1-3) the hybrid score of the
+    same trained models rose from 0.667 to 0.675 (AE), 0.689 to 0.693
+    (AAE) and 0.690 to 0.698 (WAE); one-class Fashion-MNIST (`ae`, seed 1)
+    0.901 to 0.909; the class tasks stayed level (see `AE`).
 
     The statistics are non-trainable weights (saved with the model and in
     every export), set by `fit` from the training data once training ends.
-    A model saved before this layer existed loads with it unfitted.
+    A model saved before this layer existed loads with it unfitted; one
+    saved before the per-feature weights existed loads with every weight
+    1 (the plain mean squared error its statistics were taken on).
 
     Args:
         code_dim: the length of a code (the encoder's output).
+        feature_dim: the number of (flattened) input features, or `None`
+            for the unweighted mean squared error.
     """
 
-    def __init__(self, code_dim, **kwargs):
+    def __init__(self, code_dim, feature_dim=None, **kwargs):
         super().__init__(**kwargs)
         self.code_dim = int(code_dim)
+        self.feature_dim = None if feature_dim is None else int(feature_dim)
+        self.error_weights = None  # set by `build` when `feature_dim` is given
 
     def build(self, input_shape=None):
         k = self.code_dim
@@ -58,6 +80,12 @@ class CodeDensity(keras.layers.Layer):
             name="log_stats",
         )
         self.fitted = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fitted")
+        # Created last: a model saved before it existed holds the four weights above.
+        self.error_weights = None
+        if self.feature_dim is not None:
+            self.error_weights = self.add_weight(
+                shape=(self.feature_dim,), initializer="ones", trainable=False, name="error_weights"
+            )
 
     @property
     def is_fitted(self) -> bool:
@@ -65,12 +93,44 @@ class CodeDensity(keras.layers.Layer):
         # variable wrapper (`__array__` without `copy`), and this runs before every score.
         return self.built and float(self.fitted.value.numpy()) > 0
 
+    def fit_error_weights(self, feature_errors):
+        """Sets each feature's error weight from its mean squared error on the training data.
+
+        Call it before `fit`, whose `errors` are then the weighted ones
+        (`weighted_error`).
+
+        Args:
+            feature_errors: `(feature_dim,)` mean squared training errors.
+        """
+        if self.error_weights is None:
+            raise ValueError("this CodeDensity has no per-feature weights (feature_dim=None).")
+        v = np.asarray(feature_errors, dtype=np.float64).reshape(-1)
+        if v.shape != (self.feature_dim,):
+            raise ValueError(
+                f"CodeDensity.fit_error_weights needs {self.feature_dim} mean squared errors. "
+                f"Received shape {v.shape}."
+            )
+        if not np.isfinite(v).all():
+            raise ValueError("CodeDensity.fit_error_weights received NaN or infinite errors.")
+        v = np.maximum(v, 0.0)
+        floor = ERROR_WEIGHT_FLOOR * v.mean()
+        # Every training row reconstructed exactly: no scale to measure, weigh features alike.
+        weights = np.ones_like(v) if floor <= 0 else 1.0 / (v + floor)
+        self.error_weights.assign(weights.astype(np.float32))
+
+    def weighted_error(self, squared_errors):
+        """`(n,)` hybrid errors of `(n, feature_dim)` squared errors (normalised units)."""
+        squared_errors = ops.cast(squared_errors, "float32")
+        if self.error_weights is None:
+            return ops.mean(squared_errors, axis=-1)
+        return ops.mean(squared_errors * self.error_weights, axis=-1)
+
     def fit(self, codes, errors):
         """Sets the statistics from the training data's codes and reconstruction errors.
 
         Args:
             codes: `(n, code_dim)` codes of the training rows.
-            errors: `(n,)` their mean squared reconstruction errors.
+            errors: `(n,)` their reconstruction errors (`weighted_error`).
         """
         from scipy.linalg import pinvh
 
@@ -129,10 +189,17 @@ class CodeDensity(keras.layers.Layer):
         # A model saved before the hybrid score existed has no statistics: stay unfitted.
         if len(store.keys()) == 0:
             return
+        if self.error_weights is not None and len(store.keys()) == len(self.weights) - 1:
+            # Saved before the per-feature weights: its statistics are of the plain mean
+            # squared error, which weights of 1 give.
+            for i, variable in enumerate(self.weights[:-1]):
+                variable.assign(store[f"{i}"])
+            self.error_weights.assign(np.ones(self.feature_dim, dtype=np.float32))
+            return
         super().load_own_variables(store)
 
     def get_config(self):
-        return {**super().get_config(), "code_dim": self.code_dim}
+        return {**super().get_config(), "code_dim": self.code_dim, "feature_dim": self.feature_dim}
 
 
 def ledoit_wolf_covariance(centred):

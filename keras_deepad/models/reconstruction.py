@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_deepad.layers.code_density import CodeDensity
-from keras_deepad.losses import feature_errors, percentile_mean, reconstruction_error
+from keras_deepad.losses import feature_errors, percentile_mean
 from keras_deepad.models._export_hooks import (
     EMBEDDING_HEADROOM,
     RECONSTRUCTION_ERROR_METHODS,
@@ -22,7 +22,7 @@ from keras_deepad.networks.spec import (
     SEED_ARCHITECTURE,
     AutoEncoderSpec,
 )
-from keras_deepad.utils.validation import check_array
+from keras_deepad.utils.validation import check_array, check_dataset_spec, to_numpy_batch
 
 #: The percentile-loss quantile used when the option is switched on with `True`
 #: (the value of a public re-implementation; the paper's could not be verified).
@@ -157,7 +157,9 @@ class ReconstructionDetector(AnomalyDetector):
         if self.has_hybrid_score and getattr(self, "code_density", None) is None:
             zeros = ops.zeros((2, *self.feature_shape))
             code_dim = int(ops.shape(self.code_and_reconstruction(zeros)[0])[-1])
-            self.code_density = CodeDensity(code_dim, name="code_density", dtype="float32")
+            self.code_density = CodeDensity(
+                code_dim, math.prod(self.feature_shape), name="code_density", dtype="float32"
+            )
             self.code_density.build()
 
     def code_and_reconstruction(self, x_scaled):
@@ -169,10 +171,16 @@ class ReconstructionDetector(AnomalyDetector):
         """
         raise TypeError(f"{type(self).__name__} has no hybrid score.")
 
+    def squared_feature_errors(self, x_scaled, reconstruction):
+        """`(n, n_features)` squared errors of normalised rows, flattened."""
+        difference = ops.cast(x_scaled, "float32") - ops.cast(reconstruction, "float32")
+        return ops.reshape(ops.square(difference), (ops.shape(difference)[0], -1))
+
     def hybrid_parts(self, x_scaled):
-        """`(mean squared errors, flat codes)` of normalised rows."""
+        """`(weighted mean squared errors, flat codes)` of normalised rows (`CodeDensity`)."""
         code, reconstruction = self.code_and_reconstruction(x_scaled)
-        return reconstruction_error(x_scaled, reconstruction, "mse"), code
+        squared = self.squared_feature_errors(x_scaled, reconstruction)
+        return self.code_density.weighted_error(squared), code
 
     def hybrid_score(self, x_scaled):
         """The `"hybrid"` score of normalised rows (graph code; see `CodeDensity`)."""
@@ -210,9 +218,16 @@ class ReconstructionDetector(AnomalyDetector):
             errors, codes = self.hybrid_parts(self.scaler(t))
             return ops.concatenate([ops.expand_dims(errors, -1), codes], axis=-1)
 
-        # One pass, run eagerly in large batches: tracing a function used once per fit would
-        # cost more than it saves (a small table's fit ends here).
+        # Two passes, run eagerly in large batches (tracing a function used once per fit would
+        # cost more than it saves: a small table's fit ends here): each feature's mean squared
+        # error sets its weight, then the weighted errors and the codes set the statistics.
         batch_size = batch_size or CODE_DENSITY_BATCH
+        if self.code_density.error_weights is not None:
+            feature_errors = self._mean_feature_errors(x, batch_size)
+            if feature_errors is None:  # diverged network: see below
+                self.code_density.invalidate()
+                return self
+            self.code_density.fit_error_weights(feature_errors)
         width = 1 + self.code_density.code_dim
         values = self.run_batched(x, parts, batch_size, (width,))
         finite = np.isfinite(values).all(axis=1)
@@ -223,6 +238,24 @@ class ReconstructionDetector(AnomalyDetector):
             return self
         self.code_density.fit(values[finite, 1:], values[finite, 0])
         return self
+
+    def _mean_feature_errors(self, x, batch_size):
+        """Each feature's mean squared error over `x` (checked), `None` if none is finite."""
+        total = np.zeros(self.code_density.feature_dim, dtype=np.float64)
+        rows = 0
+        if isinstance(x, tf.data.Dataset):
+            check_dataset_spec(x, self.feature_shape, name="x")
+            batches = (to_numpy_batch(b, self.feature_shape, name="x") for b in x)
+        else:
+            batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size))
+        for batch in batches:
+            x_scaled = self.scaler(batch)
+            _, reconstruction = self.code_and_reconstruction(x_scaled)
+            squared = np.asarray(self.squared_feature_errors(x_scaled, reconstruction))
+            finite = np.isfinite(squared).all(axis=1)
+            total += squared[finite].sum(axis=0, dtype=np.float64)
+            rows += int(finite.sum())
+        return total / rows if rows else None
 
     def prepare_training(self, x, batch_size=None, verbose="auto", sample_weight=None):
         """The hybrid score's statistics are taken from `x` when training ends."""
@@ -294,6 +327,11 @@ class ReconstructionDetector(AnomalyDetector):
                 "mean": floats(density.mean),
                 "precision": floats(ops.reshape(density.precision, (-1,))),
                 "log_stats": floats(density.log_stats),
+                **(
+                    {}
+                    if density.error_weights is None
+                    else {"error_weights": floats(density.error_weights)}
+                ),
             },
             # The code grows with the anomaly: clipping it to the normal range would hide some.
             calibration_headroom=EMBEDDING_HEADROOM,

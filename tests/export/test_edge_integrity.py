@@ -409,7 +409,21 @@ HYBRID_WRONG = {
     "precision_string": ("scoring.precision", "identity"),
     "log_stats_missing": ("scoring.log_stats", None),
     "log_stats_short": ("scoring.log_stats", [0.0, 1.0, 0.0]),
+    "error_weights_short": ("scoring.error_weights", [1.0]),
+    "error_weights_string": ("scoring.error_weights", "ones"),
 }
+
+
+def test_a_hybrid_file_without_error_weights_scores_the_plain_error(zoo, hybrid_pair):
+    """Files written before the per-feature weights: the mean squared error, as then."""
+    model, meta_file, meta = hybrid_pair
+    x = zoo.data.x_test
+    weighted = EdgeDetector(model, verify=False).score(x)
+    _remove(meta, "scoring.error_weights")
+    meta_file.write_text(json.dumps(meta))
+    plain = EdgeDetector(model, verify=False).score(x)
+    assert np.isfinite(plain).all()
+    assert not np.allclose(plain, weighted)
 
 
 @pytest.mark.parametrize("case", sorted(HYBRID_WRONG))
