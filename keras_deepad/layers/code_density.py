@@ -11,6 +11,10 @@ LOG_EPS = 1e-12
 #: squared training error: a feature the network reconstructs (almost) exactly, such as a
 #: constant one, gets a large weight but not an unbounded one.
 ERROR_WEIGHT_FLOOR = 0.01
+#: `v_j` is taken over the training rows whose mean squared error is at most this quantile:
+#: anomalies in the training data, which a robust training (`percentile_loss`) leaves
+#: unreconstructed, would otherwise set the scale of the very features they differ in.
+ERROR_WEIGHT_QUANTILE = 0.9
 
 
 def log_standardise(values, mean, std):
@@ -38,7 +42,9 @@ class CodeDensity(keras.layers.Layer):
 
     `e` is the mean over the features of the squared errors (normalised
     units), each divided by that feature's mean squared error on the
-    training data (plus a floor, `ERROR_WEIGHT_FLOOR` times their mean):
+    training rows reconstructed best (the 90 % with the smallest error,
+    `ERROR_WEIGHT_QUANTILE`: anomalies in the training data must not set
+    the scale) plus a floor (`ERROR_WEIGHT_FLOOR` times their mean):
     the error in units of what is usual for that feature, as a Gaussian
     decoder with a per-feature variance would weigh it. A feature the
     network never reconstructs well no longer drowns the others, and a

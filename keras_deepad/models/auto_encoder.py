@@ -41,7 +41,8 @@ class AE(ReconstructionDetector):
             drop the samples at or above the batch's q-quantile of the loss
             (training on contaminated data; see `ReconstructionDetector`).
         normalization: see `AnomalyDetector` (default `"standard"`).
-        score_method: `"hybrid"` (the default: reconstruction error and
+        score_method: `"hybrid"` (the default: reconstruction error, each
+            feature's squared error in units of its mean training error, and
             the Mahalanobis distance of the code to the training codes, each
             a log standardised over the training data, added; see
             `keras_deepad.layers.CodeDensity`), `"mse"`, `"mae"` or `"max"`
@@ -65,7 +66,10 @@ class AE(ReconstructionDetector):
     plain mean squared error of the same models, the AAE 0.689 against
     0.659 and the WAE 0.690 against 0.656, while one-class Fashion-MNIST
     stayed level (0.864 against 0.859 for the dense preset, 0.881 against
-    0.880 for the convolutional one, five classes).
+    0.880 for the convolutional one, five classes). Weighing each feature's
+    error by its usual size (`CodeDensity`) then raised the hybrid score of
+    the same trained models to 0.675 (AE), 0.693 (AAE) and 0.698 (WAE) on
+    the suite.
 
     Example:
         >>> model = AE(hidden_units=(64, 32), latent_dim=8)

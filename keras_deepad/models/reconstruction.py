@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_deepad.layers.code_density import CodeDensity
+from keras_deepad.layers.code_density import ERROR_WEIGHT_QUANTILE, CodeDensity
 from keras_deepad.losses import feature_errors, percentile_mean
 from keras_deepad.models._export_hooks import (
     EMBEDDING_HEADROOM,
@@ -240,22 +240,41 @@ class ReconstructionDetector(AnomalyDetector):
         return self
 
     def _mean_feature_errors(self, x, batch_size):
-        """Each feature's mean squared error over `x` (checked), `None` if none is finite."""
-        total = np.zeros(self.code_density.feature_dim, dtype=np.float64)
-        rows = 0
-        if isinstance(x, tf.data.Dataset):
-            check_dataset_spec(x, self.feature_shape, name="x")
-            batches = (to_numpy_batch(b, self.feature_shape, name="x") for b in x)
-        else:
-            batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size))
-        for batch in batches:
+        """Each feature's mean squared error over the rows of `x` (checked) reconstructed best.
+
+        The rows whose mean squared error is at most its `ERROR_WEIGHT_QUANTILE` quantile over
+        `x` (two passes); `None` if no row's errors are finite.
+        """
+
+        def batches():
+            if isinstance(x, tf.data.Dataset):
+                for batch in x:
+                    yield to_numpy_batch(batch, self.feature_shape, name="x")
+            else:
+                for start in range(0, len(x), batch_size):
+                    yield x[start : start + batch_size]
+
+        def squared_errors(batch):
             x_scaled = self.scaler(batch)
             _, reconstruction = self.code_and_reconstruction(x_scaled)
-            squared = np.asarray(self.squared_feature_errors(x_scaled, reconstruction))
-            finite = np.isfinite(squared).all(axis=1)
-            total += squared[finite].sum(axis=0, dtype=np.float64)
-            rows += int(finite.sum())
-        return total / rows if rows else None
+            return np.asarray(self.squared_feature_errors(x_scaled, reconstruction))
+
+        if isinstance(x, tf.data.Dataset):
+            check_dataset_spec(x, self.feature_shape, name="x")
+        row_errors = np.concatenate([squared_errors(b).mean(axis=1) for b in batches()])
+        finite = np.isfinite(row_errors)
+        if not finite.any():
+            return None
+        cut = np.quantile(row_errors[finite], ERROR_WEIGHT_QUANTILE)
+        total = np.zeros(self.code_density.feature_dim, dtype=np.float64)
+        rows = 0
+        for batch in batches():
+            squared = squared_errors(batch)
+            errors = squared.mean(axis=1)
+            kept = np.isfinite(errors) & (errors <= cut)
+            total += squared[kept].sum(axis=0, dtype=np.float64)
+            rows += int(kept.sum())
+        return total / rows
 
     def prepare_training(self, x, batch_size=None, verbose="auto", sample_weight=None):
         """The hybrid score's statistics are taken from `x` when training ends."""

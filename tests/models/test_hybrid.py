@@ -22,8 +22,9 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 def numpy_hybrid(model, x_train, x, weighted=True):
     """The hybrid score of `x` recomputed in numpy from the networks and sklearn's LedoitWolf.
 
-    Each feature's squared error is divided by its mean squared training error plus 0.01 times
-    the mean of those (`weighted=False`: the plain mean squared error).
+    Each feature's squared error is divided by its mean squared error over the training rows
+    whose mean squared error is at most its 0.9 quantile, plus 0.01 times the mean of those
+    (`weighted=False`: the plain mean squared error).
     """
 
     def parts(rows):
@@ -34,7 +35,8 @@ def numpy_hybrid(model, x_train, x, weighted=True):
 
     squared_train, code_train = parts(x_train)
     squared, code = parts(x)
-    per_feature = squared_train.mean(axis=0)
+    row_errors = squared_train.mean(axis=1)
+    per_feature = squared_train[row_errors <= np.quantile(row_errors, 0.9)].mean(axis=0)
     weights = 1.0 / (per_feature + 0.01 * per_feature.mean()) if weighted else 1.0
     error_train, error = (squared_train * weights).mean(axis=1), (squared * weights).mean(axis=1)
     estimator = LedoitWolf().fit(code_train)
