@@ -50,9 +50,9 @@ class CodeDensity(keras.layers.Layer):
     network never reconstructs well no longer drowns the others, and a
     small error where the network is normally exact counts. Over the
     tabular suite (seven real sets, seeds 1-3) the hybrid score of the
-    same trained models rose from 0.667 to 0.675 (AE), 0.689 to 0.693
-    (AAE) and 0.690 to 0.698 (WAE); one-class Fashion-MNIST (`ae`, seed 1)
-    0.901 to 0.909; the class tasks stayed level (see `AE`).
+    same trained models rose from 0.667 to 0.675 (AE), 0.689 to 0.695
+    (AAE) and 0.690 to 0.698 (WAE); see the README's detection-quality
+    section for Fashion-MNIST and the class tasks.
 
     The statistics are non-trainable weights (saved with the model and in
     every export), set by `fit` from the training data once training ends.

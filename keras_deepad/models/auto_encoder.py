@@ -68,7 +68,7 @@ class AE(ReconstructionDetector):
     stayed level (0.864 against 0.859 for the dense preset, 0.881 against
     0.880 for the convolutional one, five classes). Weighing each feature's
     error by its usual size (`CodeDensity`) then raised the hybrid score of
-    the same trained models to 0.675 (AE), 0.693 (AAE) and 0.698 (WAE) on
+    the same trained models to 0.675 (AE), 0.695 (AAE) and 0.698 (WAE) on
     the suite.
 
     Example:

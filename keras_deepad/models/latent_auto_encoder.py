@@ -51,7 +51,7 @@ class LatentAutoEncoder(ReconstructionDetector):
       training error) plus the log squared Mahalanobis distance of that
       mean to the training codes, each standardised over the training data
       (`keras_deepad.layers.CodeDensity`); on the tabular suite (seven
-      real sets, seeds 1-3) 0.693 (AAE) and 0.698 (WAE-MMD) mean AUROC
+      real sets, seeds 1-3) 0.695 (AAE) and 0.698 (WAE-MMD) mean AUROC
       against 0.659 and 0.656 for `"reconstruction"` of the same models
       (0.689 and 0.690 with the plain mean squared error in the hybrid);
     - `"reconstruction"`: mean squared error (normalised units) of the
