@@ -87,7 +87,6 @@ class CodeDensity(keras.layers.Layer):
         )
         self.fitted = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fitted")
         # Created last: a model saved before it existed holds the four weights above.
-        self.error_weights = None
         if self.feature_dim is not None:
             self.error_weights = self.add_weight(
                 shape=(self.feature_dim,), initializer="ones", trainable=False, name="error_weights"

@@ -218,9 +218,10 @@ class ReconstructionDetector(AnomalyDetector):
             errors, codes = self.hybrid_parts(self.scaler(t))
             return ops.concatenate([ops.expand_dims(errors, -1), codes], axis=-1)
 
-        # Two passes, run eagerly in large batches (tracing a function used once per fit would
-        # cost more than it saves: a small table's fit ends here): each feature's mean squared
-        # error sets its weight, then the weighted errors and the codes set the statistics.
+        # Three passes, run eagerly in large batches (tracing a function used once per fit
+        # would cost more than it saves: a small table's fit ends here): the rows' errors give
+        # the cut, the rows under it each feature's usual error (its weight), then the weighted
+        # errors and the codes set the statistics.
         batch_size = batch_size or CODE_DENSITY_BATCH
         if self.code_density.error_weights is not None:
             feature_errors = self._mean_feature_errors(x, batch_size)
