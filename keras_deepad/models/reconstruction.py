@@ -60,6 +60,12 @@ def _spec_property(name):
     )
 
 
+def _flat_squared_errors(x_scaled, reconstruction):
+    """`(n, n_features)` squared errors of normalised rows (`feature_errors`), flattened."""
+    squared = feature_errors(x_scaled, reconstruction, "squared")
+    return ops.reshape(squared, (ops.shape(squared)[0], -1))
+
+
 class ReconstructionDetector(AnomalyDetector):
     """Shared parts of detectors that score by reconstructing their input.
 
@@ -171,15 +177,10 @@ class ReconstructionDetector(AnomalyDetector):
         """
         raise TypeError(f"{type(self).__name__} has no hybrid score.")
 
-    def squared_feature_errors(self, x_scaled, reconstruction):
-        """`(n, n_features)` squared errors of normalised rows, flattened."""
-        difference = ops.cast(x_scaled, "float32") - ops.cast(reconstruction, "float32")
-        return ops.reshape(ops.square(difference), (ops.shape(difference)[0], -1))
-
     def hybrid_parts(self, x_scaled):
         """`(weighted mean squared errors, flat codes)` of normalised rows (`CodeDensity`)."""
         code, reconstruction = self.code_and_reconstruction(x_scaled)
-        squared = self.squared_feature_errors(x_scaled, reconstruction)
+        squared = _flat_squared_errors(x_scaled, reconstruction)
         return self.code_density.weighted_error(squared), code
 
     def hybrid_score(self, x_scaled):
@@ -258,7 +259,7 @@ class ReconstructionDetector(AnomalyDetector):
         def squared_errors(batch):
             x_scaled = self.scaler(batch)
             _, reconstruction = self.code_and_reconstruction(x_scaled)
-            return np.asarray(self.squared_feature_errors(x_scaled, reconstruction))
+            return np.asarray(_flat_squared_errors(x_scaled, reconstruction))
 
         if isinstance(x, tf.data.Dataset):
             check_dataset_spec(x, self.feature_shape, name="x")
