@@ -137,8 +137,8 @@ class PyODDetector(PyODOutputs, BaseEstimator):
       hyperparameters), which the check does not find among `__init__`'s
       named arguments. An instance without them passes.
 
-    The checks ran on the "ae" and "ocnn" detectors. With the VAE's
-    default Monte-Carlo score ("reconstruction_probability"),
+    The checks ran on the "ae" and "ocnn" detectors. With the VAE
+    scored by its Monte-Carlo score ("reconstruction_probability"),
     `check_methods_subset_invariance` and
     `check_methods_sample_order_invariance` fail too: its float32
     reductions round differently (~5e-7) as the batch's size changes,

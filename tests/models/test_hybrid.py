@@ -82,8 +82,9 @@ def manifold():
         lambda: AE(latent_activation=None, dropout=0.0, seed=0),
         lambda: AAE(seed=0),
         lambda: WAE(seed=0),
+        lambda: VAE(seed=0),
     ],
-    ids=["ae", "ae-linear-code", "aae", "wae"],
+    ids=["ae", "ae-linear-code", "aae", "wae", "vae"],
 )
 def test_hybrid_is_the_default_and_equals_numpy(factory, manifold):
     x_train, x_test, _ = manifold
@@ -143,12 +144,19 @@ def test_hybrid_sees_anomalies_on_the_learned_manifold(manifold):
     assert np.mean(mse) < 0.8, mse  # the anomalies lie on the plane the network reconstructs
 
 
-def test_vae_has_no_hybrid_score():
-    # Its codes are already pulled to N(0, I); on the tabular suite adding the distance
-    # lowered its mean AUROC (0.650 against 0.687), so the VAE keeps its own scores.
-    assert "hybrid" not in VAE.score_methods
-    with pytest.raises(ValueError, match="score_method must be one of"):
-        VAE(score_method="hybrid")
+def test_vae_hybrid_reads_the_posterior_mean_and_the_bernoulli_vae_keeps_its_error():
+    """The VAE's code is `mu`; a Bernoulli decoder keeps `"reconstruction"` as its default."""
+    x_train = in_manifold_anomalies()[0][:900]
+    model = VAE(latent_dim=3, seed=0)
+    model.fit(x_train, epochs=2, batch_size=64, verbose=0)
+    code, reconstruction = model.code_and_reconstruction(model.scaler(x_train[:5]))
+    np.testing.assert_allclose(code, model.encode(x_train[:5]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        model.scaler.inverse(reconstruction), model.reconstruct(x_train[:5]), rtol=1e-5, atol=1e-5
+    )
+    assert model.code_density.code_dim == 3
+    assert VAE(likelihood="bernoulli").score_method == "reconstruction"
+    assert VAE(likelihood="bernoulli", score_method="hybrid").score_method == "hybrid"
 
 
 def test_fit_code_density_is_idempotent_and_uses_the_training_data(manifold):
