@@ -183,6 +183,22 @@ def _check_scoring(read, scoring, outputs, features=None) -> None:
                     f"has {len(weights)} numbers, expected one per input feature ({features})",
                 )
         return
+    if kind == "neighbours":
+        read.output_name(scoring, "output", p, outputs)
+        origin = read.numbers(scoring, "origin", p)
+        bank = read.numbers(scoring, "bank", p)
+        k = read.integer(scoring, "k", p, minimum=1)
+        read.number(scoring, "tolerance", p)
+        rows = len(bank) // max(len(origin), 1)
+        if len(origin) == 0 or len(bank) != rows * len(origin) or rows < 1:
+            raise read.error(
+                p + "bank",
+                f"has {len(bank)} numbers, expected whole embeddings of length {len(origin)} "
+                "(as long as the origin)",
+            )
+        if k > max(rows - 1, 1):
+            raise read.error(p + "k", f"is {k}, more than the bank's {rows} embeddings allow")
+        return
     if kind in _RECIPE_FIELDS or "output" in scoring:
         read.output_name(scoring, "output", p, outputs)
     for key, check in _RECIPE_FIELDS.get(kind, {}).items():

@@ -55,6 +55,28 @@ def _center_distance(scoring, x_norm, outputs):
     return np.sum(np.square(embedding - center), axis=1) - float(scoring["radius_squared"])
 
 
+def _neighbours(scoring, x_norm, outputs):
+    """Deep SVDD's `"knn"`: the mean distance to the `k` nearest kept training embeddings.
+
+    As `keras_deepad.layers.NeighbourBank`: the nearest one is skipped when
+    it lies within `tolerance` (squared) of the row, i.e. is the row itself.
+    """
+    origin = np.asarray(scoring["origin"], dtype=np.float64)
+    bank = np.asarray(scoring["bank"], dtype=np.float64).reshape(-1, len(origin))
+    centred = _flat(outputs[scoring["output"]]) - origin
+    squared = (
+        np.sum(np.square(centred), axis=1)[:, None]
+        - 2.0 * centred @ bank.T
+        + np.sum(np.square(bank), axis=1)[None, :]
+    )
+    squared = np.sort(np.maximum(squared, 0.0), axis=1)
+    k = int(scoring["k"])
+    skip = (squared[:, 0] <= float(scoring["tolerance"])) & (len(bank) > 1)
+    first = skip.astype(np.int64)[:, None]
+    chosen = np.take_along_axis(squared, first + np.arange(k)[None, :], axis=1)
+    return np.mean(np.sqrt(chosen), axis=1)
+
+
 def _linear_margin(scoring, x_norm, outputs):
     embedding = _flat(outputs[scoring["output"]])
     return float(scoring["offset"]) - embedding @ np.asarray(scoring["weights"], dtype=np.float64)
@@ -98,6 +120,7 @@ SCORINGS = {
     "reconstruction_error": _reconstruction_error,
     "hybrid": _hybrid,
     "center_distance": _center_distance,
+    "neighbours": _neighbours,
     "linear_margin": _linear_margin,
     "cosine_margin": _cosine_margin,
     "standard_normal_nll": _standard_normal_nll,

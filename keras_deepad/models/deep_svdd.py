@@ -2,8 +2,10 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
+from keras_deepad.layers.neighbours import NeighbourBank
 from keras_deepad.losses.regularization import weight_penalty
 from keras_deepad.models._deep_svdd_state import (
     CENTER_EPS,
@@ -19,7 +21,7 @@ from keras_deepad.networks.bias_free import (
     build_bias_free_mlp,
     check_bias_free,
 )
-from keras_deepad.utils.validation import check_number, check_units
+from keras_deepad.utils.validation import check_array, check_number, check_units
 
 OBJECTIVES = ("one-class", "soft-boundary")
 #: Constructor arguments `get_config` stores as they are (besides the layer sizes).
@@ -53,8 +55,10 @@ class DeepSVDD(AnomalyDetector):
     exact and batch-size independent.) If `fit` ends before the warm-up, R
     is set once at the end.
 
-    After training, a guard warns (`RuntimeWarning`) if the training
-    distances have (almost) zero variance: the network has collapsed.
+    When training ends, the embeddings of the training data (up to
+    4,096 evenly spaced rows) are kept for the default `"knn"` score (see
+    `score_method`), and a guard warns (`RuntimeWarning`) if the training
+    distances to `c` have (almost) zero variance: the network has collapsed.
     `feature_scores(x)` attributes each score to the input features
     (gradient x input from the training data's centre, see
     `AnomalyDetector.feature_scores`).
@@ -95,9 +99,24 @@ class DeepSVDD(AnomalyDetector):
         allow_bias, allow_bounded_activation: accept a user network that
             breaks the bias-free rules (at the risk of collapse).
         normalization: see `AnomalyDetector` (default `"minmax"`).
-        score_method: `"distance"` (`||phi(x) - c||^2`) or `"boundary"`
+        score_method: `"knn"` (the mean Euclidean distance of `phi(x)` to
+            its 10 nearest training embeddings, kept with the model when
+            training ends, see `NeighbourBank`), `"distance"`
+            (`||phi(x) - c||^2`, the paper's score) or `"boundary"`
             (`||phi(x) - c||^2 - R^2`); default `"boundary"` for the
-            soft-boundary objective, `"distance"` otherwise.
+            soft-boundary objective, `"knn"` otherwise. The objective pulls
+            the normal data towards `c` but not evenly: the distance to `c`
+            scores a sparse region near `c` as normal, and a dense cluster
+            of normal data away from it as anomalous. The distance to the
+            nearest training embeddings reads the density of the space the
+            network learned instead (the kNN detector in it). Against
+            `"distance"` on the same trained models: the seven-set suite
+            0.680 against 0.664 (IsolationForest 0.685), 61 one-class tasks
+            (seeds 1-3) 0.937 against 0.908 (0.887), 61 rare-class tasks
+            (seeds 1-2) 0.667 against 0.621 (0.572), one-class
+            Fashion-MNIST `deep-svdd-mnist` 0.930 against 0.924 (seed 1). It costs
+            the training embeddings in the model (at most 4,096 rows of
+            `rep_dim` floats: 1 MiB at the default 64, in every export).
         seed: seed of the pretraining shuffle.
 
     Example:
@@ -111,8 +130,8 @@ class DeepSVDD(AnomalyDetector):
         "Deep One-Class Classification", ICML 2018.
     """
 
-    score_methods = ("distance", "boundary")
-    default_score_method = "distance"
+    score_methods = ("distance", "boundary", "knn")
+    default_score_method = "knn"
 
     @property
     def default_learning_rate(self):
@@ -238,6 +257,9 @@ class DeepSVDD(AnomalyDetector):
             name="center",
         )
         self.radius = self.add_weight(shape=(), initializer="zeros", trainable=False, name="radius")
+        # Created after the other weights: a model saved before it loads with it unfitted.
+        self.neighbours = NeighbourBank(self.rep_dim, name="neighbours", dtype="float32")
+        self.neighbours.build()
 
     # ------------------------------------------------------- fitted state
     @property
@@ -312,12 +334,45 @@ class DeepSVDD(AnomalyDetector):
         return radius
 
     def finish_training(self, x):
-        """R when the warm-up outlasted training, and the collapse warning."""
+        """R when the warm-up outlasted training, the kept embeddings, the collapse warning."""
         # One scoring pass of the final network serves the radius and the collapse guard.
         distances = self.score(x, method="distance")
         if self.objective == "soft-boundary" and not self._radius_set:
             self._set_radius(distances)
+        self._fit_neighbours(x)
         self._warn_if_collapsed(distances)
+
+    def fit_neighbours(self, x):
+        """Keeps the embeddings of training data `x` for the `"knn"` score (`fit` does this).
+
+        For a model saved before the `"knn"` score existed. Returns `self`.
+        """
+        self.require_built("fit_neighbours")
+        if not isinstance(x, tf.data.Dataset):
+            x = check_array(x, self.feature_shape, name="x")
+        self._fit_neighbours(x)
+        return self
+
+    def _fit_neighbours(self, x):
+        # Of an array, only the rows the bank keeps are embedded (evenly spaced, as it keeps
+        # them); a dataset is read whole.
+        capacity = self.neighbours.capacity
+        if not isinstance(x, tf.data.Dataset) and len(x) > capacity:
+            x = x[np.linspace(0, len(x) - 1, capacity).round().astype(np.int64)]
+        embedding = self.embed(x)
+        finite = np.isfinite(embedding).all(axis=1)
+        if finite.any():  # else a diverged network (fit(check_finite=False)): stay unfitted
+            self.neighbours.fit(embedding[finite])
+
+    def check_score_ready(self, method):
+        """The `"knn"` score needs the training embeddings `fit` keeps when training ends."""
+        if method == "knn" and not self.neighbours.is_fitted:
+            raise ValueError(
+                "the 'knn' score of this DeepSVDD needs the embeddings of its training data, "
+                "which fit() keeps when training ends; this model has none (saved before "
+                "they existed, or never fitted). Call fit_neighbours(x_train) once, or score "
+                "with 'distance' or 'boundary'."
+            )
 
     def check_collapse(self, x):
         """Warns (`RuntimeWarning`) if the distances on `x` have (almost) no spread.
@@ -344,7 +399,26 @@ class DeepSVDD(AnomalyDetector):
         return {"embed": lambda x: {"embedding": self.compute_embedding(x)}}
 
     def export_edge_head(self, method):
-        """`phi` of the normalised input; the host takes `||e - c||^2` (`- R^2` for `boundary`)."""
+        """`phi` of the normalised input; the host takes `||e - c||^2` (`- R^2` for `boundary`).
+
+        For `"knn"` the host takes the mean distance to the nearest kept
+        training embeddings (`NeighbourBank`), which the metadata carries.
+        """
+        if method == "knn":
+            bank = self.neighbours
+            rows, k, tolerance = (float(v) for v in ops.convert_to_numpy(bank.state))
+            return EdgeHead(
+                fn=lambda x_norm: {"embedding": self.network(x_norm, training=False)},
+                scoring={
+                    "kind": "neighbours",
+                    "output": "embedding",
+                    "bank": floats(ops.reshape(bank.bank[: int(rows)], (-1,))),
+                    "origin": floats(bank.origin),
+                    "k": int(k),
+                    "tolerance": tolerance,
+                },
+                calibration_headroom=EMBEDDING_HEADROOM,
+            )
         radius = float(ops.convert_to_numpy(self.radius))
         return EdgeHead(
             fn=lambda x_norm: {"embedding": self.network(x_norm, training=False)},
@@ -385,6 +459,8 @@ class DeepSVDD(AnomalyDetector):
 
     # ---------------------------------------------------------------- score
     def compute_scores(self, x, method):
+        if method == "knn":
+            return self.neighbours(self.compute_embedding(x))
         distances = self._distances(x)
         if method == "boundary":
             return distances - ops.square(self.radius)

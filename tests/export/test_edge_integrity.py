@@ -354,6 +354,18 @@ RECIPES = {
         [("scale", [1.0]), ("scale", True)],
         ["scale"],
     ),
+    "neighbours": (
+        {
+            "kind": "neighbours",
+            "output": "reconstruction",
+            "origin": [0.0, 0.0],
+            "bank": [0.0, 1.0, 1.0, 0.0, 1.0, 1.0],
+            "k": 2,
+            "tolerance": 1e-6,
+        },
+        [("bank", [0.0] * 5), ("k", 3), ("k", 1.5), ("origin", "0"), ("tolerance", None)],
+        ["origin", "bank", "k", "tolerance", "output"],
+    ),
     "vae_monte_carlo": (
         {
             "kind": "vae_monte_carlo",

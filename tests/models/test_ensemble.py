@@ -284,13 +284,14 @@ def test_bad_arguments_and_data_are_refused(breast_cancer):
         model.evaluate(x)
     with pytest.raises(ValueError, match="non-finite scores.*train it"):
         # Built but untrained: Deep SVDD has no centre yet, so its scores are NaN.
-        DetectorEnsemble([DeepSVDD(hidden_units=(4,), rep_dim=2)]).fit_standardization(x)
+        untrained = DeepSVDD(hidden_units=(4,), rep_dim=2, score_method="distance")
+        DetectorEnsemble([untrained]).fit_standardization(x)
 
 
 def test_a_member_with_constant_training_scores_is_scaled_by_one(breast_cancer):
     x = breast_cancer.x_train
     # A collapsed Deep SVDD: phi(x) = 0 for every x, so every distance is ||c||^2 = 0.5.
-    collapsed = DeepSVDD(hidden_units=(4,), rep_dim=2)
+    collapsed = DeepSVDD(hidden_units=(4,), rep_dim=2, score_method="distance")
     collapsed.build((None, x.shape[1]))
     collapsed.network.set_weights([np.zeros_like(w) for w in collapsed.network.get_weights()])
     collapsed.center.assign([0.5, 0.5])

@@ -80,7 +80,10 @@ def test_ocnn_attributions_add_up_to_the_scores_rise_from_the_reference():
 @pytest.fixture(scope="module")
 def svdd():
     keras.utils.set_random_seed(0)
-    model = DeepSVDD(hidden_units=(16,), rep_dim=4, pretrain_epochs=0, seed=0)
+    # The "distance" score, whose gradient the tests below take by hand.
+    model = DeepSVDD(
+        hidden_units=(16,), rep_dim=4, pretrain_epochs=0, score_method="distance", seed=0
+    )
     model.fit(_gaussian(256) * 3.0 + 1.0, epochs=1, batch_size=64, verbose=0)
     return model
 
@@ -94,7 +97,13 @@ def test_attributions_sum_to_the_gradient_estimate_of_the_rise_from_the_referenc
     # at x times d (the attributions' sum) minus the second-order term ||d W||^2.
     inputs = keras.Input((8,))
     network = keras.Model(inputs, keras.layers.Dense(4, use_bias=False)(inputs))
-    model = DeepSVDD(network=network, pretrain_epochs=0, normalization=normalization, seed=0)
+    model = DeepSVDD(
+        network=network,
+        pretrain_epochs=0,
+        normalization=normalization,
+        score_method="distance",
+        seed=0,
+    )
     model.fit(_gaussian(256) * 3.0 + 1.0, epochs=1, batch_size=64, verbose=0)
     expected_reference = 0.5 if normalization == "minmax" else 0.0
     assert model.attribution_reference() == expected_reference
