@@ -73,6 +73,12 @@ class NeighbourBank(keras.layers.Layer):
         """How many training embeddings are kept (0 before `fit`)."""
         return int(self.state.value.numpy()[0]) if self.built else 0
 
+    def kept_rows(self, n):
+        """Indices of the rows `fit` keeps of `n`: all, or `capacity` evenly spaced ones."""
+        if n <= self.capacity:
+            return np.arange(n)
+        return np.linspace(0, n - 1, self.capacity).round().astype(np.int64)
+
     def fit(self, embeddings):
         """Keeps the training `embeddings` `(n, dim)`; evenly spaced rows beyond `capacity`."""
         embeddings = np.asarray(embeddings, dtype=np.float64)
@@ -89,9 +95,7 @@ class NeighbourBank(keras.layers.Layer):
             )
         if not self.built:
             self.build()
-        if len(embeddings) > self.capacity:
-            keep = np.linspace(0, len(embeddings) - 1, self.capacity).round().astype(np.int64)
-            embeddings = embeddings[keep]
+        embeddings = embeddings[self.kept_rows(len(embeddings))]
         n = len(embeddings)
         origin = embeddings.mean(axis=0)
         centred = embeddings - origin

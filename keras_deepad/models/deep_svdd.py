@@ -354,11 +354,9 @@ class DeepSVDD(AnomalyDetector):
         return self
 
     def _fit_neighbours(self, x):
-        # Of an array, only the rows the bank keeps are embedded (evenly spaced, as it keeps
-        # them); a dataset is read whole.
-        capacity = self.neighbours.capacity
-        if not isinstance(x, tf.data.Dataset) and len(x) > capacity:
-            x = x[np.linspace(0, len(x) - 1, capacity).round().astype(np.int64)]
+        # Of an array, only the rows the bank keeps are embedded; a dataset is read whole.
+        if not isinstance(x, tf.data.Dataset):
+            x = x[self.neighbours.kept_rows(len(x))]
         embedding = self.embed(x)
         finite = np.isfinite(embedding).all(axis=1)
         if finite.any():  # else a diverged network (fit(check_finite=False)): stay unfitted
