@@ -176,28 +176,20 @@ def _check_scoring(read, scoring, outputs, features=None) -> None:
         if len(read.numbers(scoring, "log_stats", p)) != 4:
             raise read.error(p + "log_stats", "must hold 4 numbers (mean, std, mean, std)")
         if "error_weights" in scoring:
-            weights = read.numbers(scoring, "error_weights", p)
-            if features is not None and len(weights) != features:
-                raise read.error(
-                    p + "error_weights",
-                    f"has {len(weights)} numbers, expected one per input feature ({features})",
-                )
+            _check_error_weights(read, scoring, p, features)
+        return
+    if kind == "hybrid_knn":
+        read.output_name(scoring, "output", p, outputs)
+        read.output_name(scoring, "code_output", p, outputs)
+        _check_error_weights(read, scoring, p, features)
+        for key in ("error_log_stats", "distance_log_stats"):
+            if len(read.numbers(scoring, key, p)) != 2:
+                raise read.error(p + key, "must hold 2 numbers (mean, std)")
+        _check_bank(read, scoring, p)
         return
     if kind == "neighbours":
         read.output_name(scoring, "output", p, outputs)
-        origin = read.numbers(scoring, "origin", p)
-        bank = read.numbers(scoring, "bank", p)
-        k = read.integer(scoring, "k", p, minimum=1)
-        read.number(scoring, "tolerance", p)
-        rows = len(bank) // max(len(origin), 1)
-        if len(origin) == 0 or len(bank) != rows * len(origin) or rows < 1:
-            raise read.error(
-                p + "bank",
-                f"has {len(bank)} numbers, expected whole embeddings of length {len(origin)} "
-                "(as long as the origin)",
-            )
-        if k > max(rows - 1, 1):
-            raise read.error(p + "k", f"is {k}, more than the bank's {rows} embeddings allow")
+        _check_bank(read, scoring, p)
         return
     if kind in _RECIPE_FIELDS or "output" in scoring:
         read.output_name(scoring, "output", p, outputs)
@@ -208,6 +200,32 @@ def _check_scoring(read, scoring, outputs, features=None) -> None:
             read.numbers(scoring, key, p)
         else:
             read.string(scoring, key, p, choices=check)
+
+
+def _check_error_weights(read, scoring, p, features):
+    weights = read.numbers(scoring, "error_weights", p)
+    if features is not None and len(weights) != features:
+        raise read.error(
+            p + "error_weights",
+            f"has {len(weights)} numbers, expected one per input feature ({features})",
+        )
+
+
+def _check_bank(read, scoring, p):
+    """The kept training embeddings of a `neighbours` or `hybrid_knn` recipe."""
+    origin = read.numbers(scoring, "origin", p)
+    bank = read.numbers(scoring, "bank", p)
+    k = read.integer(scoring, "k", p, minimum=1)
+    read.number(scoring, "tolerance", p)
+    rows = len(bank) // max(len(origin), 1)
+    if len(origin) == 0 or len(bank) != rows * len(origin) or rows < 1:
+        raise read.error(
+            p + "bank",
+            f"has {len(bank)} numbers, expected whole embeddings of length {len(origin)} "
+            "(as long as the origin)",
+        )
+    if k > max(rows - 1, 1):
+        raise read.error(p + "k", f"is {k}, more than the bank's {rows} embeddings allow")
 
 
 #: Scoring kind -> constants its function reads ("number", "numbers" or the allowed strings);

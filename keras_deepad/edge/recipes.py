@@ -34,11 +34,7 @@ def _hybrid(scoring, x_norm, outputs):
     The error is the mean of the squared errors times each feature's `error_weights` (files
     written before the weights existed have none: the plain mean squared error).
     """
-    squared = np.square(_flat(x_norm) - _flat(outputs[scoring["output"]]))
-    weights = scoring.get("error_weights")
-    if weights is not None:
-        squared = squared * np.asarray(weights, dtype=np.float64).reshape(1, -1)
-    error = np.mean(squared, axis=1)
+    error = _weighted_error(scoring, x_norm, outputs)
     mean = np.asarray(scoring["mean"], dtype=np.float64)
     precision = np.asarray(scoring["precision"], dtype=np.float64).reshape(len(mean), len(mean))
     centred = _flat(outputs[scoring["code_output"]]) - mean
@@ -46,6 +42,29 @@ def _hybrid(scoring, x_norm, outputs):
     m_e, s_e, m_d, s_d = np.asarray(scoring["log_stats"], dtype=np.float64)
     return (np.log(error + _HYBRID_LOG_EPS) - m_e) / s_e + (
         np.log(squared + _HYBRID_LOG_EPS) - m_d
+    ) / s_d
+
+
+def _weighted_error(scoring, x_norm, outputs):
+    squared = np.square(_flat(x_norm) - _flat(outputs[scoring["output"]]))
+    weights = scoring.get("error_weights")
+    if weights is not None:
+        squared = squared * np.asarray(weights, dtype=np.float64).reshape(1, -1)
+    return np.mean(squared, axis=1)
+
+
+def _hybrid_knn(scoring, x_norm, outputs):
+    """Autoencoders' `"hybrid_knn"`: standardised log error plus log kNN distance of the code.
+
+    The error as `"hybrid"`'s; the distance as `"neighbours"` (Deep SVDD's `"knn"`) on the
+    code, both standardised by their training log statistics (`CodeNeighbours`).
+    """
+    m_e, s_e = np.asarray(scoring["error_log_stats"], dtype=np.float64)
+    m_d, s_d = np.asarray(scoring["distance_log_stats"], dtype=np.float64)
+    error = _weighted_error(scoring, x_norm, outputs)
+    distance = _neighbours({**scoring, "output": scoring["code_output"]}, x_norm, outputs)
+    return (np.log(error + _HYBRID_LOG_EPS) - m_e) / s_e + (
+        np.log(distance + _HYBRID_LOG_EPS) - m_d
     ) / s_d
 
 
@@ -59,7 +78,8 @@ def _neighbours(scoring, x_norm, outputs):
     """Deep SVDD's `"knn"`: the mean distance to the `k` nearest kept training embeddings.
 
     As `keras_deepad.layers.NeighbourBank`: the nearest one is skipped when
-    it lies within `tolerance` (squared) of the row, i.e. is the row itself.
+    it lies within `tolerance` (squared) of the row, i.e. is the row itself,
+    and a squared distance under `tolerance` counts as `tolerance`.
     """
     origin = np.asarray(scoring["origin"], dtype=np.float64)
     bank = np.asarray(scoring["bank"], dtype=np.float64).reshape(-1, len(origin))
@@ -70,11 +90,11 @@ def _neighbours(scoring, x_norm, outputs):
         + np.sum(np.square(bank), axis=1)[None, :]
     )
     squared = np.sort(np.maximum(squared, 0.0), axis=1)
-    k = int(scoring["k"])
-    skip = (squared[:, 0] <= float(scoring["tolerance"])) & (len(bank) > 1)
+    k, tolerance = int(scoring["k"]), float(scoring["tolerance"])
+    skip = (squared[:, 0] <= tolerance) & (len(bank) > 1)
     first = skip.astype(np.int64)[:, None]
     chosen = np.take_along_axis(squared, first + np.arange(k)[None, :], axis=1)
-    return np.mean(np.sqrt(chosen), axis=1)
+    return np.mean(np.sqrt(np.maximum(chosen, tolerance)), axis=1)
 
 
 def _linear_margin(scoring, x_norm, outputs):
@@ -119,6 +139,7 @@ SCORINGS = {
     "graph": lambda scoring, x_norm, outputs: np.asarray(outputs[scoring["output"]]),
     "reconstruction_error": _reconstruction_error,
     "hybrid": _hybrid,
+    "hybrid_knn": _hybrid_knn,
     "center_distance": _center_distance,
     "neighbours": _neighbours,
     "linear_margin": _linear_margin,

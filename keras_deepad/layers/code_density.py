@@ -164,7 +164,7 @@ class CodeDensity(keras.layers.Layer):
         squared = np.sum((centred @ precision) * centred, axis=1)
         log_e = np.log(np.maximum(errors, 0.0) + LOG_EPS)
         log_d = np.log(np.maximum(squared, 0.0) + LOG_EPS)
-        stats = [log_e.mean(), _spread(log_e), log_d.mean(), _spread(log_d)]
+        stats = [log_e.mean(), spread(log_e), log_d.mean(), spread(log_d)]
         self.mean.assign(mean.astype(np.float32))
         self.precision.assign(precision.astype(np.float32))
         self.log_stats.assign(np.asarray(stats, dtype=np.float32))
@@ -232,7 +232,7 @@ def ledoit_wolf_covariance(centred):
     return shrunk
 
 
-def _spread(values):
+def spread(values):
     """Standard deviation; 1 where the training values do not spread (one row, constants)."""
     spread = float(np.std(values))
     return spread if spread > 1e-6 else 1.0

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_deepad.layers.code_density import LOG_EPS, log_standardise, spread
+
 #: How many neighbours the score averages over.
 NEIGHBOURS = 10
 #: How many training embeddings a model keeps (evenly spaced rows of larger training data).
@@ -16,6 +18,12 @@ SELF_MATCH_FRACTION = 1e-4
 ROUNDING_FRACTION = 1e-5
 #: Squared distance given to the unused rows of the bank: never among the nearest.
 _FAR = 1e30
+#: The nearest rows are re-measured exactly among this many times `k + 1` candidates (those
+#: nearest by the fast, rounded expansion of the squared distance).
+CANDIDATES = 2
+#: `CodeNeighbours` takes the spread of its training log distances over at most this many
+#: codes (evenly spaced).
+STATS_ROWS = 16384
 
 
 @keras.saving.register_keras_serializable(package="keras_deepad")
@@ -119,12 +127,27 @@ class NeighbourBank(keras.layers.Layer):
         return ops.where(used[None, :], ops.maximum(squared, 0.0), _FAR)
 
     def call(self, embeddings):
-        """The mean distance of each embedding to its `k` nearest kept ones (itself left out)."""
+        """The mean distance of each embedding to its `k` nearest kept ones (itself left out).
+
+        The nearest rows are found with the fast expansion of the squared
+        distance (`squared_distances`, whose float32 rounding is about
+        `ROUNDING_FRACTION` of the rows' squared norm), then their distances
+        are taken again from the differences (exact to float32 precision of
+        the distance itself: the SavedModel, the TFLite graph and the host
+        recipe agree on rows that lie very close together). A squared
+        distance within the self-match tolerance counts as the tolerance:
+        closer rows are one point to the score.
+        """
         n, k, tolerance = self.state[0], self.state[1], self.state[2]
+        centred = ops.cast(embeddings, "float32") - self.origin
+        candidates = min(CANDIDATES * (self.k + 1), self.capacity)
+        index = ops.top_k(-self.squared_distances(embeddings), k=candidates, sorted=False)[1]
+        rows = ops.take(self.bank, index, axis=0)  # (batch, candidates, dim)
+        squared = ops.sum(ops.square(centred[:, None, :] - rows), axis=-1)
+        squared = ops.where(ops.cast(index, "float32") < n, squared, _FAR)
         # The k + 1 smallest squared distances, in increasing order.
-        nearest = -ops.top_k(-self.squared_distances(embeddings), k=self.k + 1, sorted=True)[0]
-        # (Floored: a zero distance, a copy of a kept row, keeps a finite gradient.)
-        distances = ops.sqrt(ops.clip(nearest, 1e-30, _FAR))
+        nearest = -ops.top_k(-squared, k=self.k + 1, sorted=True)[0]
+        distances = ops.sqrt(ops.clip(nearest, tolerance, _FAR))
         # Skip the first when it is the row itself (and another row is kept to stand in).
         skip = ops.logical_and(nearest[:, :1] <= tolerance, n > 1)
         chosen = ops.where(skip, distances[:, 1:], distances[:, :-1])
@@ -167,3 +190,62 @@ def self_match_tolerance(centred):
     if len(nearest) == 0:
         return floor
     return max(SELF_MATCH_FRACTION * float(np.median(nearest)), floor)
+
+
+@keras.saving.register_keras_serializable(package="keras_deepad")
+class CodeNeighbours(NeighbourBank):
+    """A `NeighbourBank` of training codes with the spread of their log distances.
+
+    The code half of the autoencoders' `"hybrid_knn"` score: the log mean
+    distance of a code to its `k` nearest kept training codes, standardised
+    by the mean and standard deviation of that log over the training codes
+    (each scored without itself, as `NeighbourBank` does), so that it adds to
+    the standardised log reconstruction error in the same unit
+    (`keras_deepad.layers.CodeDensity`). Where the Mahalanobis distance of
+    `"hybrid"` measures a code against one Gaussian, this sees codes of
+    several clusters, or a curved one, as the training data spreads them.
+    """
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        # Mean and standard deviation of the log distances of the training codes.
+        self.log_stats = self.add_weight(
+            shape=(2,),
+            initializer=keras.initializers.Constant([0.0, 1.0]),
+            trainable=False,
+            name="log_stats",
+        )
+
+    def fit(self, embeddings, batch_size=4096):
+        """Keeps the training codes and the spread of their (leave-one-out) log distances.
+
+        The spread is taken over at most `STATS_ROWS` evenly spaced codes.
+        """
+        super().fit(embeddings)
+        embeddings = np.asarray(embeddings, dtype=np.float32).reshape(len(embeddings), self.dim)
+        if len(embeddings) > STATS_ROWS:
+            index = np.linspace(0, len(embeddings) - 1, STATS_ROWS).round().astype(np.int64)
+            embeddings = embeddings[index]
+        distances = np.concatenate(
+            [
+                np.asarray(ops.convert_to_numpy(self.distance(embeddings[i : i + batch_size])))
+                for i in range(0, len(embeddings), batch_size)
+            ]
+        ).astype(np.float64)
+        logs = np.log(np.maximum(distances, 0.0) + LOG_EPS)
+        self.log_stats.assign(np.asarray([logs.mean(), spread(logs)], dtype=np.float32))
+
+    def invalidate(self):
+        """NaN statistics (marked fitted): every score is NaN, for a network that diverged."""
+        if not self.built:
+            self.build()
+        self.state.assign(np.asarray([1.0, 1.0, 0.0], dtype=np.float32))
+        self.log_stats.assign(np.full(2, np.nan, dtype=np.float32))
+
+    def distance(self, embeddings):
+        """The mean distance to the `k` nearest kept codes (`NeighbourBank.call`)."""
+        return super().call(embeddings)
+
+    def call(self, embeddings):
+        """The standardised log mean distance of each code to its nearest training codes."""
+        return log_standardise(self.distance(embeddings), self.log_stats[0], self.log_stats[1])

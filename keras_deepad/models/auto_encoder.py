@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_deepad.losses import reconstruction_error
-from keras_deepad.models.reconstruction import ReconstructionDetector
+from keras_deepad.models.reconstruction import HYBRID_SCORES, ReconstructionDetector
 from keras_deepad.networks.spec import (
     ARCHITECTURES,
     COMMON_ARGUMENTS,
@@ -83,8 +83,8 @@ class AE(ReconstructionDetector):
         Using Autoencoders in High Performance Computing Systems", AAAI 2019.
     """
 
-    score_methods = ("hybrid", "mse", "mae", "max")
-    default_score_method = "hybrid"
+    score_methods = ("hybrid_knn", "hybrid", "mse", "mae", "max")
+    default_score_method = "hybrid_knn"
     network_arguments = (
         *COMMON_ARGUMENTS,
         "latent_activation",
@@ -185,8 +185,8 @@ class AE(ReconstructionDetector):
 
     def compute_scores(self, x, method):
         x_scaled = self.scaler(x)
-        if method == "hybrid":
-            return self.hybrid_score(x_scaled)
+        if method in HYBRID_SCORES:
+            return self.compute_hybrid_scores(x_scaled, method)
         return reconstruction_error(x_scaled, self.reconstruct_normalised(x_scaled), method)
 
     def code_and_reconstruction(self, x_scaled):

@@ -9,7 +9,7 @@ from keras import ops
 from keras_deepad.layers import Reparameterization
 from keras_deepad.losses import adversarial_terms, gaussian_nll, reconstruction_error
 from keras_deepad.models.base import Declaration, batch_weight
-from keras_deepad.models.reconstruction import ReconstructionDetector
+from keras_deepad.models.reconstruction import HYBRID_SCORES, ReconstructionDetector
 from keras_deepad.networks import build_latent_discriminator
 from keras_deepad.networks.spec import COMMON_ARGUMENTS
 from keras_deepad.priors import get_prior
@@ -25,6 +25,7 @@ MIN_ERROR_VARIANCE = 1e-6
 RECONSTRUCTION_LOSSES = ("mse", "mae")
 ALL_SCORE_METHODS = (
     "hybrid",
+    "hybrid_knn",
     "reconstruction",
     "reconstruction_sampled",
     "latent",
@@ -169,7 +170,7 @@ class LatentAutoEncoder(ReconstructionDetector):
 
     @staticmethod
     def available_score_methods(prior, has_discriminator):
-        methods = ["hybrid", "reconstruction", "reconstruction_sampled"]
+        methods = ["hybrid", "hybrid_knn", "reconstruction", "reconstruction_sampled"]
         if prior.has_log_prob:
             methods.append("latent")
         if has_discriminator:
@@ -318,8 +319,8 @@ class LatentAutoEncoder(ReconstructionDetector):
     # --------------------------------------------------------------- score
     def compute_scores(self, x, method):
         x_scaled = self.scaler(x)
-        if method == "hybrid":
-            return self.hybrid_score(x_scaled)
+        if method in HYBRID_SCORES:
+            return self.compute_hybrid_scores(x_scaled, method)
         mu, logvar = self.posterior(x_scaled)
         if method == "reconstruction" or (
             method == "reconstruction_sampled" and not self.stochastic_encoder

@@ -8,7 +8,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_deepad.layers.code_density import ERROR_WEIGHT_QUANTILE, CodeDensity
+from keras_deepad.layers.code_density import ERROR_WEIGHT_QUANTILE, CodeDensity, log_standardise
+from keras_deepad.layers.neighbours import CodeNeighbours
 from keras_deepad.losses import feature_errors, percentile_mean
 from keras_deepad.models._export_hooks import (
     EMBEDDING_HEADROOM,
@@ -27,6 +28,9 @@ from keras_deepad.utils.validation import check_array, check_dataset_spec, to_nu
 #: The percentile-loss quantile used when the option is switched on with `True`
 #: (the value of a public re-implementation; the paper's could not be verified).
 DEFAULT_PERCENTILE = 0.95
+#: The scores that add a code's distance to the reconstruction error (`CodeDensity`,
+#: `CodeNeighbours`); their statistics are set when training ends.
+HYBRID_SCORES = ("hybrid", "hybrid_knn")
 #: Rows per eager pass when `fit_code_density` reads the training data.
 CODE_DENSITY_BATCH = 16384
 #: The most rows of an in-memory training set `fit_code_density` reads (evenly spaced): the
@@ -151,12 +155,19 @@ class ReconstructionDetector(AnomalyDetector):
     @property
     def score_method_during_fit(self):
         """The reconstruction error while the hybrid score's statistics do not exist yet."""
-        return self.error_score_method if self.score_method == "hybrid" else self.score_method
+        if self.score_method in HYBRID_SCORES:
+            return self.error_score_method
+        return self.score_method
 
     @property
     def has_hybrid_score(self) -> bool:
-        """Whether this detector offers the `"hybrid"` score (see `CodeDensity`)."""
-        return "hybrid" in self.score_methods
+        """Whether this detector offers a hybrid score (`"hybrid"`, `"hybrid_knn"`)."""
+        return any(method in self.score_methods for method in HYBRID_SCORES)
+
+    @property
+    def has_knn_hybrid_score(self) -> bool:
+        """Whether this detector offers `"hybrid_knn"` (see `CodeNeighbours`)."""
+        return "hybrid_knn" in self.score_methods
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -167,6 +178,11 @@ class ReconstructionDetector(AnomalyDetector):
                 code_dim, math.prod(self.feature_shape), name="code_density", dtype="float32"
             )
             self.code_density.build()
+        if self.has_knn_hybrid_score and getattr(self, "code_neighbours", None) is None:
+            self.code_neighbours = CodeNeighbours(
+                self.code_density.code_dim, name="code_neighbours", dtype="float32"
+            )
+            self.code_neighbours.build()
 
     def code_and_reconstruction(self, x_scaled):
         """`(flat codes, reconstructions)` of normalised rows, what `"hybrid"` reads.
@@ -188,19 +204,39 @@ class ReconstructionDetector(AnomalyDetector):
         errors, codes = self.hybrid_parts(x_scaled)
         return self.code_density(errors, codes)
 
+    def knn_hybrid_score(self, x_scaled):
+        """The `"hybrid_knn"` score of normalised rows (graph code; see `CodeNeighbours`)."""
+        errors, codes = self.hybrid_parts(x_scaled)
+        stats = self.code_density.log_stats
+        errors = ops.maximum(ops.cast(errors, "float32"), 0.0)
+        return log_standardise(errors, stats[0], stats[1]) + self.code_neighbours(codes)
+
+    def compute_hybrid_scores(self, x_scaled, method):
+        """`"hybrid"` or `"hybrid_knn"` scores of normalised rows; `None` for other methods."""
+        if method == "hybrid":
+            return self.hybrid_score(x_scaled)
+        if method == "hybrid_knn":
+            return self.knn_hybrid_score(x_scaled)
+        return None
+
     def check_score_ready(self, method):
-        """The `"hybrid"` score needs the code statistics `fit` sets when training ends."""
-        if method == "hybrid" and not self.code_density.is_fitted:
+        """The hybrid scores need the code statistics `fit` sets when training ends."""
+        if method not in HYBRID_SCORES:
+            return
+        fitted = self.code_density.is_fitted and (
+            method == "hybrid" or self.code_neighbours.is_fitted
+        )
+        if not fitted:
             raise ValueError(
-                f"the 'hybrid' score of this {type(self).__name__} needs the statistics of its "
-                "training codes, which fit() sets when training ends; this model has none "
+                f"the {method!r} score of this {type(self).__name__} needs the statistics of "
+                "its training codes, which fit() sets when training ends; this model has none "
                 "(saved before they existed, or never fitted). Call "
                 "fit_code_density(x_train) once, or score with another method "
-                f"({[m for m in self.score_methods if m != 'hybrid']})."
+                f"({[m for m in self.score_methods if m not in HYBRID_SCORES]})."
             )
 
     def fit_code_density(self, x, batch_size=None):
-        """Sets the `"hybrid"` score's statistics from training data `x` (`fit` does this).
+        """Sets the hybrid scores' statistics from training data `x` (`fit` does this).
 
         `x` is what `score` accepts (raw units); of an in-memory `x` longer
         than `CODE_DENSITY_ROWS` (16384), that many evenly spaced rows are
@@ -227,7 +263,7 @@ class ReconstructionDetector(AnomalyDetector):
         if self.code_density.error_weights is not None:
             feature_errors = self._mean_feature_errors(x, batch_size)
             if feature_errors is None:  # diverged network: see below
-                self.code_density.invalidate()
+                self._invalidate_hybrid()
                 return self
             self.code_density.fit_error_weights(feature_errors)
         width = 1 + self.code_density.code_dim
@@ -236,10 +272,17 @@ class ReconstructionDetector(AnomalyDetector):
         if not finite.any():
             # A diverged network (fit(check_finite=False)): NaN statistics keep every hybrid
             # score NaN, so using the model raises the NaN-weights error as for other scores.
-            self.code_density.invalidate()
+            self._invalidate_hybrid()
             return self
         self.code_density.fit(values[finite, 1:], values[finite, 0])
+        if self.has_knn_hybrid_score:
+            self.code_neighbours.fit(values[finite, 1:])
         return self
+
+    def _invalidate_hybrid(self):
+        self.code_density.invalidate()
+        if self.has_knn_hybrid_score:
+            self.code_neighbours.invalidate()
 
     def _mean_feature_errors(self, x, batch_size):
         """Each feature's mean squared error over the rows of `x` (checked) reconstructed best.
@@ -319,11 +362,15 @@ class ReconstructionDetector(AnomalyDetector):
         """The reconstruction in normalised units (the host takes the error).
 
         For `"hybrid"` also the code, and the host adds its Mahalanobis
-        distance (`CodeDensity`); `None` for a score that is not one of
-        these (a subclass's own score methods).
+        distance (`CodeDensity`); for `"hybrid_knn"` its distance to the
+        nearest kept training codes (`CodeNeighbours`, carried in the
+        metadata); `None` for a score that is not one of these (a
+        subclass's own score methods).
         """
         if method == "hybrid":
             return self._hybrid_edge_head()
+        if method == "hybrid_knn":
+            return self._knn_hybrid_edge_head()
         error = RECONSTRUCTION_ERROR_METHODS.get(method)
         if error is None:
             return None
@@ -355,6 +402,31 @@ class ReconstructionDetector(AnomalyDetector):
                 ),
             },
             # The code grows with the anomaly: clipping it to the normal range would hide some.
+            calibration_headroom=EMBEDDING_HEADROOM,
+        )
+
+    def _knn_hybrid_edge_head(self):
+        density, bank = self.code_density, self.code_neighbours
+        rows, k, tolerance = (float(v) for v in ops.convert_to_numpy(bank.state))
+
+        def head(x_norm):
+            code, reconstruction = self.code_and_reconstruction(x_norm)
+            return {"reconstruction": reconstruction, "code": code}
+
+        return EdgeHead(
+            fn=head,
+            scoring={
+                "kind": "hybrid_knn",
+                "output": "reconstruction",
+                "code_output": "code",
+                "error_weights": floats(density.error_weights),
+                "error_log_stats": floats(density.log_stats[:2]),
+                "bank": floats(ops.reshape(bank.bank[: int(rows)], (-1,))),
+                "origin": floats(bank.origin),
+                "k": int(k),
+                "tolerance": tolerance,
+                "distance_log_stats": floats(bank.log_stats),
+            },
             calibration_headroom=EMBEDDING_HEADROOM,
         )
 

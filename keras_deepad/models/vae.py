@@ -11,7 +11,7 @@ from keras_deepad.losses import (
     standard_normal_nll,
 )
 from keras_deepad.models._export_hooks import EMBEDDING_HEADROOM, EdgeHead, floats
-from keras_deepad.models.reconstruction import ReconstructionDetector
+from keras_deepad.models.reconstruction import HYBRID_SCORES, ReconstructionDetector
 from keras_deepad.networks.spec import COMMON_ARGUMENTS
 from keras_deepad.scores import generative as generative_scores
 from keras_deepad.utils.validation import check_number, check_range
@@ -128,6 +128,7 @@ class VAE(ReconstructionDetector):
 
     score_methods = (
         "hybrid",
+        "hybrid_knn",
         "reconstruction",
         "reconstruction_probability",
         "elbo",
@@ -290,8 +291,8 @@ class VAE(ReconstructionDetector):
 
     def compute_scores(self, x, method):
         x_scaled = self.scaler(x)
-        if method == "hybrid":
-            return self.hybrid_score(x_scaled)
+        if method in HYBRID_SCORES:
+            return self.compute_hybrid_scores(x_scaled, method)
         mu, logvar = self.posterior(x_scaled)
         if method == "reconstruction":
             x_hat = self.decoder_mean(self.decoder(mu))
@@ -342,7 +343,7 @@ class VAE(ReconstructionDetector):
         `z_l = mu + sigma * eps_l` (`score_noise()`), `mu` and `logvar`;
         the host takes the likelihood (and KL). `"jacodeco"` has none.
         """
-        if method in ("hybrid", "reconstruction"):
+        if method in ("hybrid", "hybrid_knn", "reconstruction"):
             return super().export_edge_head(method)
         if method == "latent":
             return EdgeHead(

@@ -14,6 +14,7 @@ import shutil
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from keras_deepad.edge import (
     INTEGRITY_FIELD,
@@ -34,9 +35,17 @@ def pair(zoo, tmp_path):
 
 @pytest.fixture
 def hybrid_pair(zoo, tmp_path):
-    """The same for the AE's int8 export, scored by the "hybrid" recipe."""
-    pair = _copy(zoo, tmp_path, ("ae", "int8"))
+    """The same for the AAE's int8 export, scored by the "hybrid" recipe."""
+    pair = _copy(zoo, tmp_path, ("aae", "int8"))
     assert pair[2]["scoring"]["kind"] == "hybrid"
+    return pair
+
+
+@pytest.fixture
+def knn_hybrid_pair(zoo, tmp_path):
+    """The same for the AE's int8 export, scored by the "hybrid_knn" recipe."""
+    pair = _copy(zoo, tmp_path, ("ae", "int8"))
+    assert pair[2]["scoring"]["kind"] == "hybrid_knn"
     return pair
 
 
@@ -415,9 +424,9 @@ HYBRID_WRONG = {
     "code_output_missing": ("scoring.code_output", None),
     "code_output_unknown": ("scoring.code_output", "codes"),
     "mean_missing": ("scoring.mean", None),
-    "mean_nan": ("scoring.mean", [math.nan, 0.0, 0.0, 0.0]),
+    "mean_nan": ("scoring.mean", [math.nan, 0.0, 0.0]),
     "precision_missing": ("scoring.precision", None),
-    "precision_short": ("scoring.precision", [1.0] * 15),
+    "precision_short": ("scoring.precision", [1.0] * 8),
     "precision_string": ("scoring.precision", "identity"),
     "log_stats_missing": ("scoring.log_stats", None),
     "log_stats_short": ("scoring.log_stats", [0.0, 1.0, 0.0]),
@@ -448,3 +457,44 @@ def test_each_malformed_hybrid_field_is_refused(hybrid_pair, case):
         _set(meta, field, value)
     meta_file.write_text(json.dumps(meta))
     _refused(model, meta_file, field, verify=False)
+
+
+#: The hybrid_knn recipe's fields: (field, bad value or None to remove it).
+HYBRID_KNN_WRONG = {
+    "code_output_missing": ("scoring.code_output", None),
+    "code_output_unknown": ("scoring.code_output", "codes"),
+    "error_weights_missing": ("scoring.error_weights", None),
+    "error_weights_short": ("scoring.error_weights", [1.0]),
+    "error_log_stats_short": ("scoring.error_log_stats", [0.0]),
+    "distance_log_stats_missing": ("scoring.distance_log_stats", None),
+    "distance_log_stats_nan": ("scoring.distance_log_stats", [math.nan, 1.0]),
+    "origin_missing": ("scoring.origin", None),
+    "bank_not_whole_codes": ("scoring.bank", [0.0] * 5),
+    "bank_string": ("scoring.bank", "codes"),
+    "k_zero": ("scoring.k", 0),
+    "k_beyond_the_bank": ("scoring.k", 10**6),
+    "tolerance_string": ("scoring.tolerance", "small"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HYBRID_KNN_WRONG))
+def test_each_malformed_hybrid_knn_field_is_refused(knn_hybrid_pair, case):
+    model, meta_file, meta = knn_hybrid_pair
+    field, value = HYBRID_KNN_WRONG[case]
+    if value is None:
+        _remove(meta, field)
+    else:
+        _set(meta, field, value)
+    meta_file.write_text(json.dumps(meta))
+    _refused(model, meta_file, field, verify=False)
+
+
+def test_the_hybrid_knn_recipe_scores_as_the_model(zoo, knn_hybrid_pair):
+    """The metadata's bank and statistics give the model's score (the float32 host file)."""
+    e = zoo["ae"]
+    x = zoo.data.x_test
+    host = EdgeDetector(e.tflite["float32-host"].path).score(x)
+    np.testing.assert_allclose(host, e.scores, rtol=1e-5, atol=e.atol(1e-5))
+    model, _, meta = knn_hybrid_pair
+    assert len(meta["scoring"]["bank"]) == e.model.code_neighbours.rows * 4
+    assert spearmanr(EdgeDetector(model, verify=False).score(x), e.scores)[0] > 0.9

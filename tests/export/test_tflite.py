@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from keras_deepad.cli import main
@@ -13,6 +14,9 @@ from keras_deepad.export import export_tflite
 from tests.export.conftest import EVAL_BATCH, FAMILIES
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Families scored by the distance of a code to its nearest training codes (the AE's
+#: "hybrid_knn" default): float16's rounding moves distances between close codes.
+KNN_IN_CODE_SPACE = {"ae"}
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +41,16 @@ def test_float_parity_with_keras(zoo, edge_scores, family):
             np.testing.assert_allclose(
                 edge_scores(family, fmt), e.scores, rtol=1e-5, atol=e.atol(1e-5), err_msg=fmt
             )
-    np.testing.assert_allclose(
-        edge_scores(family, "float16"), e.scores, rtol=1e-2, atol=e.atol(1e-2), err_msg="float16"
-    )
+    half = edge_scores(family, "float16")
+    if family in KNN_IN_CODE_SPACE:
+        # float16 rounds the kept training codes and the network's weights by ~5e-4 of their
+        # size; this AE's ReLU codes lie far closer together than that (median distance to
+        # the 10 nearest 0.6 % of the codes' spread), so the distances move (a log score:
+        # up to ~1 on some rows) while the order of the scores stays.
+        assert spearmanr(half, e.scores)[0] >= 0.98
+        assert abs(roc_auc_score(e.y, half) - roc_auc_score(e.y, e.scores)) <= 0.01
+    else:
+        np.testing.assert_allclose(half, e.scores, rtol=1e-2, atol=e.atol(1e-2), err_msg="float16")
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -96,7 +107,7 @@ def test_int8_metadata_tells_the_runtime_everything(zoo):
         assert all(o["dtype"] == "int8" and o["quantization"] for o in meta["outputs"].values())
         assert meta["size_bytes"] == artifact.path.stat().st_size == artifact.size_bytes
         assert meta["representative_samples"] == 1000 and meta["calibration_headroom"] >= 1
-        assert meta["scoring"]["kind"] == ("hybrid" if family == "ae" else "center_distance")
+        assert meta["scoring"]["kind"] == ("hybrid_knn" if family == "ae" else "center_distance")
     svdd = zoo["deep_svdd"]
     scoring = svdd.tflite["int8"].metadata["scoring"]
     np.testing.assert_allclose(scoring["center"], np.asarray(svdd.model.center), rtol=1e-7)

@@ -80,6 +80,48 @@ def test_a_bank_smaller_than_k_averages_the_rows_it_has(rows):
     assert np.isfinite(bank(new.astype("float32"))).all()
 
 
+def test_close_rows_are_measured_exactly_and_the_edge_recipe_agrees():
+    """Rows much closer together than their size: the graph re-measures the nearest exactly.
+
+    Clusters of rows ~0.3 apart at norm ~20, and exact copies: the fast expansion of the
+    squared distance rounds by ~1e-7 of the squared norm (~1e-3 of these distances), the
+    re-measured distances equal scikit-learn's to float32 precision (a squared distance
+    under the self-match tolerance counted as it), and so does the host recipe of the int8
+    files.
+    """
+    from keras_deepad.edge.recipes import SCORINGS
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(20, 5)) * 10.0
+    train = np.repeat(centres, 30, axis=0) + 0.2 * rng.normal(size=(600, 5))
+    train[1::30] = train[::30]  # an exact copy in each cluster
+    new = np.repeat(centres, 5, axis=0) + 0.2 * rng.normal(size=(100, 5))
+    bank = NeighbourBank(5, capacity=1024, k=10)
+    bank.fit(train)
+    tolerance = float(bank.state.numpy()[2])
+
+    def reference(rows, leave_self_out):
+        search = NearestNeighbors(n_neighbors=11).fit(train)
+        squared = search.kneighbors(rows)[0] ** 2
+        skip = leave_self_out & (squared[:, 0] <= tolerance)
+        chosen = np.where(skip[:, None], squared[:, 1:], squared[:, :-1])
+        return np.sqrt(np.maximum(chosen, tolerance)).mean(axis=1)
+
+    for rows, leave_self_out in ((new, False), (train, True)):
+        rows = rows.astype(np.float32)
+        expected = reference(rows.astype(np.float64), leave_self_out)
+        np.testing.assert_allclose(bank(rows), expected, rtol=1e-5)
+        scoring = {
+            "output": "embedding",
+            "bank": bank.bank.numpy()[: bank.rows].reshape(-1).tolist(),
+            "origin": bank.origin.numpy().tolist(),
+            "k": 10,
+            "tolerance": tolerance,
+        }
+        host = SCORINGS["neighbours"](scoring, rows, {"embedding": rows})
+        np.testing.assert_allclose(host, np.asarray(bank(rows)), rtol=1e-5)
+
+
 def test_bank_refuses_what_it_cannot_keep():
     bank = NeighbourBank(3, capacity=16, k=4)
     with pytest.raises(ValueError, match="embedding of length 3"):
