@@ -37,8 +37,8 @@ class CumulativeErrorScoring(keras.callbacks.Callback):
     At the end of each epoch the detector scores `x` with its own `score`
     (its `score_method_during_fit`) and the callback records the row: each
     sample's reconstruction error for reconstruction detectors (`"mse"` for
-    `AE`, `"reconstruction"` for `AAE` and `WAE` — their default `"hybrid"`
-    score needs statistics that only exist once training ends — and the
+    `AE`, `"reconstruction"` for `AAE` and `WAE` — their hybrid scores
+    need statistics that only exist once training ends — and the
     VAE's own `score_method`). A training sample's cumulative score is the sum of its errors
     over the epochs: anomalies that the network learns to reconstruct late
     in training still collect the large errors of the early epochs.

@@ -97,7 +97,7 @@ def global_index(paths, counts):
 
 def score_atol(want):
     """float32 rounding of a graph run in other batches: relative to the largest score, since the
-    AE's default "hybrid" score (a sum of standardised logs) crosses 0."""
+    AE's default "hybrid_knn" score (a sum of standardised logs) crosses 0."""
     return 1e-6 * float(np.max(np.abs(want)))
 
 

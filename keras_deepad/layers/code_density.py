@@ -54,6 +54,10 @@ class CodeDensity(keras.layers.Layer):
     (AAE) and 0.690 to 0.698 (WAE); see the README's detection-quality
     section for Fashion-MNIST and the class tasks.
 
+    The `"hybrid_knn"` score keeps this error part (`log_stats[:2]`) and
+    replaces the Mahalanobis distance by the distance to the nearest
+    training codes (`keras_deepad.layers.CodeNeighbours`).
+
     The statistics are non-trainable weights (saved with the model and in
     every export), set by `fit` from the training data once training ends.
     A model saved before this layer existed loads with it unfitted; one

@@ -63,7 +63,8 @@ class AAE(LatentAutoEncoder):
             reconstruction error (contaminated training data; see
             `ReconstructionDetector`).
         normalization: see `AnomalyDetector` (default `"standard"`).
-        score_method: `"hybrid"` (default), `"reconstruction"`, `"reconstruction_sampled"`,
+        score_method: `"hybrid"` (default), `"hybrid_knn"`, `"reconstruction"`,
+            `"reconstruction_sampled"`,
             `"latent"` (`-log p(E(x))`), `"discriminator"` (`-log D(E(x))`:
             a high D means normal), `"combined"` or `"jacodeco"`; see
             `LatentAutoEncoder` and `keras_deepad.scores`.

@@ -55,6 +55,10 @@ class LatentAutoEncoder(ReconstructionDetector):
       real sets, seeds 1-3) 0.695 (AAE) and 0.698 (WAE-MMD) mean AUROC
       against 0.659 and 0.656 for `"reconstruction"` of the same models
       (0.689 and 0.690 with the plain mean squared error in the hybrid);
+    - `"hybrid_knn"`: the same error plus the log mean distance of the
+      encoder mean to its 10 nearest kept training codes, standardised
+      alike (`keras_deepad.layers.CodeNeighbours`; the `AE`'s default, see
+      there for when it helps);
     - `"reconstruction"`: mean squared error (normalised units) of the
       decoder output at the encoder mean, like `AE`'s `"mse"`;
     - `"reconstruction_sampled"`: the same error averaged over

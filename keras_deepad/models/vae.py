@@ -71,7 +71,9 @@ class VAE(ReconstructionDetector):
         score_method: `"hybrid"` (the weighted reconstruction error of the
             decoder mean at `z = mu` plus the Mahalanobis distance of `mu` to
             the training data's posterior means, as the autoencoders' hybrid,
-            see `CodeDensity`), `"reconstruction"` (squared error of the
+            see `CodeDensity`), `"hybrid_knn"` (the same error plus the
+            mean distance of `mu` to its 10 nearest kept training means, see
+            `CodeNeighbours`), `"reconstruction"` (squared error of the
             decoder mean at `z = mu`), `"reconstruction_probability"`
             (`-(1/L) sum_l log p(x|z_l)`, `z_l ~ q(z|x)`), `"elbo"` (negative
             ELBO with beta = 1), `"latent"` (`-log N(mu; 0, I)`) or
@@ -135,7 +137,7 @@ class VAE(ReconstructionDetector):
         "latent",
         "jacodeco",
     )
-    default_score_method = "hybrid"
+    default_score_method = "hybrid_knn"
     error_score_method = "reconstruction"
     network_arguments = COMMON_ARGUMENTS
 

@@ -14,7 +14,7 @@ from tests.detectors import factories
 #: One detector per family from the one test table (`tests/detectors.py`), sized for
 #: quantisation, named by artifact.
 FAMILIES = factories("export")
-#: Families whose scores cross 0 (a margin, `distance - R^2`, the autoencoders' "hybrid" sum
+#: Families whose scores cross 0 (a margin, `distance - R^2`, the autoencoders' hybrid sums
 #: of standardised logs): relative tolerances get an absolute floor of the same size times
 #: the largest |score|.
 CROSSES_ZERO = {"deep_svdd", "ocnn", "ae", "aae"}

@@ -11,6 +11,7 @@ from keras_deepad.models import AAE
 from keras_deepad.priors import MixtureOfGaussians, SampledPrior, get_prior
 from tests.contract import auroc, run_detector_test
 from tests.models.test_hybrid import numpy_hybrid
+from tests.models.test_hybrid_knn import numpy_hybrid_knn
 
 #: Training steps per compiled call in the longer fits (3x faster on 2 CPU cores).
 FAST = 16
@@ -97,6 +98,7 @@ def check_scores_against_numpy(model, x_train, x):
             expected["reconstruction"] + model.score_weight * expected["discriminator"]
         )
     expected["hybrid"] = numpy_hybrid(model, x_train, x)
+    expected["hybrid_knn"] = numpy_hybrid_knn(model, x_train, x)
     assert set(expected) == set(model.score_methods)
     resolved = float32_resolves_volume(model.decoder, z)
     # Most codes are compared (about 95 % of them, with the seeds the callers use).
@@ -104,7 +106,7 @@ def check_scores_against_numpy(model, x_train, x):
     for method, values in expected.items():
         scores = model.score(x, method=method)
         tolerance = {"rtol": 1e-4}
-        if method == "hybrid":  # a sum of float32 logs: absolute rounding near 0
+        if method in ("hybrid", "hybrid_knn"):  # sums of float32 logs: rounding near 0
             tolerance["atol"] = 2e-4
         if method == "jacodeco":  # compared where float32 resolves the Jacobian's volume
             scores, values, tolerance = (
@@ -211,6 +213,7 @@ def test_auroc_floor_on_generated_data(blobs_aae, blobs):
 def test_every_score_method_equals_its_numpy_recomputation(blobs_aae, blobs):
     assert blobs_aae.score_methods == (
         "hybrid",
+        "hybrid_knn",
         "reconstruction",
         "reconstruction_sampled",
         "latent",

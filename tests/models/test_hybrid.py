@@ -82,7 +82,7 @@ def manifold():
         lambda: AE(score_method="hybrid", latent_activation=None, dropout=0.0, seed=0),
         lambda: AAE(seed=0),
         lambda: WAE(seed=0),
-        lambda: VAE(seed=0),
+        lambda: VAE(score_method="hybrid", seed=0),
     ],
     ids=["ae", "ae-linear-code", "aae", "wae", "vae"],
 )

@@ -263,7 +263,7 @@ def test_bernoulli_default_score_is_the_reconstruction_error():
     value, log 2 at 0.5) as for a 0 or 1 predicted as 0.5, so the likelihood scores cannot
     rank these anomalies; the squared error of the decoder mean, the Bernoulli default, can."""
     assert VAE(likelihood="bernoulli").score_method == "reconstruction"
-    assert VAE().score_method == "hybrid"
+    assert VAE().score_method == "hybrid_knn"
     assert VAE(likelihood="bernoulli", score_method="elbo").score_method == "elbo"
 
     rng = np.random.default_rng(0)

@@ -199,6 +199,7 @@ def test_sampled_reconstruction_of_a_stochastic_encoder(blobs):
 def test_score_methods_follow_the_model():
     assert WAE().score_methods == (
         "hybrid",
+        "hybrid_knn",
         "reconstruction",
         "reconstruction_sampled",
         "latent",
