@@ -276,7 +276,12 @@ class ReconstructionDetector(AnomalyDetector):
             return self
         self.code_density.fit(values[finite, 1:], values[finite, 0])
         if self.has_knn_hybrid_score:
-            self.code_neighbours.fit(values[finite, 1:])
+            codes, errors = values[finite, 1:], values[finite, 0]
+            if self.percentile_loss is not None:
+                # The rows the percentile loss leaves unlearned are presumed anomalies: a
+                # tight group of them would be a dense region of codes to the nearest ones.
+                codes = codes[errors <= np.quantile(errors, self.percentile_loss)]
+            self.code_neighbours.fit(codes)
         return self
 
     def _invalidate_hybrid(self):

@@ -172,6 +172,26 @@ def test_an_unfitted_model_refuses_hybrid_knn_by_name_and_a_golden_file_takes_th
     )
 
 
+def test_with_the_percentile_loss_the_bank_keeps_the_rows_it_learned():
+    """The rows at or above the q-quantile of the training error are presumed anomalies."""
+    from tests.models.test_robust import PLAIN_AE, manifold_data
+
+    x, y, x_test, y_test = manifold_data(seed=0)  # 10 % anomalies on a manifold of their own
+    model = AE(hidden_units=(32,), latent_dim=8, percentile_loss=0.9, seed=0, **PLAIN_AE)
+    model.compile(keras.optimizers.Adam(1e-3))
+    model.fit(x, epochs=25, batch_size=32, verbose=0)
+    errors, codes = model.hybrid_parts(model.scaler(x))
+    errors, codes = np.asarray(errors), np.asarray(codes)
+    kept = errors <= np.quantile(errors, 0.9)
+    assert model.code_neighbours.rows == kept.sum()
+    np.testing.assert_allclose(
+        model.code_neighbours.origin.numpy(), codes[kept].mean(axis=0), rtol=1e-4, atol=1e-5
+    )
+    assert y[~kept].mean() > 0.5  # most rows left out are the anomalies
+    # Kept, the anomalies' tight group would look dense to their nearest codes (0.92).
+    assert roc_auc_score(y_test, model.score(x_test)) >= 0.97
+
+
 def test_a_diverged_network_scores_nan():
     layer = CodeNeighbours(3)
     layer.invalidate()
