@@ -154,6 +154,16 @@ class NeighbourBank(keras.layers.Layer):
         counted = ops.cast(ops.arange(self.k), "float32") < k
         return ops.sum(ops.where(counted[None, :], chosen, 0.0), axis=-1) / k
 
+    def edge_fields(self):
+        """The kept rows, origin, k and tolerance, as the host recipes read them (JSON)."""
+        rows, k, tolerance = (float(v) for v in self.state.value.numpy())
+        return {
+            "bank": self.bank.value.numpy()[: int(rows)].reshape(-1).astype(float).tolist(),
+            "origin": self.origin.value.numpy().astype(float).tolist(),
+            "k": int(k),
+            "tolerance": tolerance,
+        }
+
     def load_own_variables(self, store):
         # A model saved before the bank existed has none: stay unfitted.
         if len(store.keys()) == 0:

@@ -403,17 +403,12 @@ class DeepSVDD(AnomalyDetector):
         training embeddings (`NeighbourBank`), which the metadata carries.
         """
         if method == "knn":
-            bank = self.neighbours
-            rows, k, tolerance = (float(v) for v in ops.convert_to_numpy(bank.state))
             return EdgeHead(
                 fn=lambda x_norm: {"embedding": self.network(x_norm, training=False)},
                 scoring={
                     "kind": "neighbours",
                     "output": "embedding",
-                    "bank": floats(ops.reshape(bank.bank[: int(rows)], (-1,))),
-                    "origin": floats(bank.origin),
-                    "k": int(k),
-                    "tolerance": tolerance,
+                    **self.neighbours.edge_fields(),
                 },
                 calibration_headroom=EMBEDDING_HEADROOM,
             )

@@ -372,10 +372,8 @@ class ReconstructionDetector(AnomalyDetector):
         metadata); `None` for a score that is not one of these (a
         subclass's own score methods).
         """
-        if method == "hybrid":
-            return self._hybrid_edge_head()
-        if method == "hybrid_knn":
-            return self._knn_hybrid_edge_head()
+        if method in HYBRID_SCORES:
+            return self._hybrid_edge_head(method)
         error = RECONSTRUCTION_ERROR_METHODS.get(method)
         if error is None:
             return None
@@ -384,19 +382,15 @@ class ReconstructionDetector(AnomalyDetector):
             scoring={"kind": "reconstruction_error", "error": error, "output": "reconstruction"},
         )
 
-    def _hybrid_edge_head(self):
+    def _hybrid_edge_head(self, method):
         density = self.code_density
 
         def head(x_norm):
             code, reconstruction = self.code_and_reconstruction(x_norm)
             return {"reconstruction": reconstruction, "code": code}
 
-        return EdgeHead(
-            fn=head,
-            scoring={
-                "kind": "hybrid",
-                "output": "reconstruction",
-                "code_output": "code",
+        if method == "hybrid":
+            fields = {
                 "mean": floats(density.mean),
                 "precision": floats(ops.reshape(density.precision, (-1,))),
                 "log_stats": floats(density.log_stats),
@@ -405,33 +399,18 @@ class ReconstructionDetector(AnomalyDetector):
                     if density.error_weights is None
                     else {"error_weights": floats(density.error_weights)}
                 ),
-            },
-            # The code grows with the anomaly: clipping it to the normal range would hide some.
-            calibration_headroom=EMBEDDING_HEADROOM,
-        )
-
-    def _knn_hybrid_edge_head(self):
-        density, bank = self.code_density, self.code_neighbours
-        rows, k, tolerance = (float(v) for v in ops.convert_to_numpy(bank.state))
-
-        def head(x_norm):
-            code, reconstruction = self.code_and_reconstruction(x_norm)
-            return {"reconstruction": reconstruction, "code": code}
-
-        return EdgeHead(
-            fn=head,
-            scoring={
-                "kind": "hybrid_knn",
-                "output": "reconstruction",
-                "code_output": "code",
+            }
+        else:  # "hybrid_knn": the error's statistics and the kept training codes
+            fields = {
                 "error_weights": floats(density.error_weights),
                 "error_log_stats": floats(density.log_stats[:2]),
-                "bank": floats(ops.reshape(bank.bank[: int(rows)], (-1,))),
-                "origin": floats(bank.origin),
-                "k": int(k),
-                "tolerance": tolerance,
-                "distance_log_stats": floats(bank.log_stats),
-            },
+                "distance_log_stats": floats(self.code_neighbours.log_stats),
+                **self.code_neighbours.edge_fields(),
+            }
+        return EdgeHead(
+            fn=head,
+            scoring={"kind": method, "output": "reconstruction", "code_output": "code", **fields},
+            # The code grows with the anomaly: clipping it to the normal range would hide some.
             calibration_headroom=EMBEDDING_HEADROOM,
         )
 

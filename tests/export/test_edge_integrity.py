@@ -435,30 +435,6 @@ HYBRID_WRONG = {
 }
 
 
-def test_a_hybrid_file_without_error_weights_scores_the_plain_error(zoo, hybrid_pair):
-    """Files written before the per-feature weights: the mean squared error, as then."""
-    model, meta_file, meta = hybrid_pair
-    x = zoo.data.x_test
-    weighted = EdgeDetector(model, verify=False).score(x)
-    _remove(meta, "scoring.error_weights")
-    meta_file.write_text(json.dumps(meta))
-    plain = EdgeDetector(model, verify=False).score(x)
-    assert np.isfinite(plain).all()
-    assert not np.allclose(plain, weighted)
-
-
-@pytest.mark.parametrize("case", sorted(HYBRID_WRONG))
-def test_each_malformed_hybrid_field_is_refused(hybrid_pair, case):
-    model, meta_file, meta = hybrid_pair
-    field, value = HYBRID_WRONG[case]
-    if value is None:
-        _remove(meta, field)
-    else:
-        _set(meta, field, value)
-    meta_file.write_text(json.dumps(meta))
-    _refused(model, meta_file, field, verify=False)
-
-
 #: The hybrid_knn recipe's fields: (field, bad value or None to remove it).
 HYBRID_KNN_WRONG = {
     "code_output_missing": ("scoring.code_output", None),
@@ -477,10 +453,30 @@ HYBRID_KNN_WRONG = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(HYBRID_KNN_WRONG))
-def test_each_malformed_hybrid_knn_field_is_refused(knn_hybrid_pair, case):
-    model, meta_file, meta = knn_hybrid_pair
-    field, value = HYBRID_KNN_WRONG[case]
+def test_a_hybrid_file_without_error_weights_scores_the_plain_error(zoo, hybrid_pair):
+    """Files written before the per-feature weights: the mean squared error, as then."""
+    model, meta_file, meta = hybrid_pair
+    x = zoo.data.x_test
+    weighted = EdgeDetector(model, verify=False).score(x)
+    _remove(meta, "scoring.error_weights")
+    meta_file.write_text(json.dumps(meta))
+    plain = EdgeDetector(model, verify=False).score(x)
+    assert np.isfinite(plain).all()
+    assert not np.allclose(plain, weighted)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "case"),
+    [("hybrid", case) for case in sorted(HYBRID_WRONG)]
+    + [("hybrid_knn", case) for case in sorted(HYBRID_KNN_WRONG)],
+)
+def test_each_malformed_hybrid_field_is_refused(request, recipe, case):
+    pair, wrong = {
+        "hybrid": ("hybrid_pair", HYBRID_WRONG),
+        "hybrid_knn": ("knn_hybrid_pair", HYBRID_KNN_WRONG),
+    }[recipe]
+    model, meta_file, meta = request.getfixturevalue(pair)
+    field, value = wrong[case]
     if value is None:
         _remove(meta, field)
     else:

@@ -19,8 +19,8 @@ from keras_deepad.models import AAE, AE, VAE, WAE
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
-def numpy_hybrid(model, x_train, x, weighted=True):
-    """The hybrid score of `x` recomputed in numpy from the networks and sklearn's LedoitWolf.
+def numpy_errors_and_codes(model, x_train, x, weighted=True):
+    """`(training errors, errors, training codes, codes)` recomputed in numpy from the networks.
 
     Each feature's squared error is divided by its mean squared error over the training rows
     whose mean squared error is at most its 0.9 quantile, plus 0.01 times the mean of those
@@ -39,15 +39,22 @@ def numpy_hybrid(model, x_train, x, weighted=True):
     per_feature = squared_train[row_errors <= np.quantile(row_errors, 0.9)].mean(axis=0)
     weights = 1.0 / (per_feature + 0.01 * per_feature.mean()) if weighted else 1.0
     error_train, error = (squared_train * weights).mean(axis=1), (squared * weights).mean(axis=1)
+    return error_train, error, code_train, code
+
+
+def standardised_log(values, reference):
+    """`log(values)` standardised by the mean and standard deviation of `log(reference)`."""
+    logs = np.log(reference + LOG_EPS)
+    return (np.log(values + LOG_EPS) - logs.mean()) / logs.std()
+
+
+def numpy_hybrid(model, x_train, x, weighted=True):
+    """The hybrid score of `x` recomputed in numpy from the networks and sklearn's LedoitWolf."""
+    error_train, error, code_train, code = numpy_errors_and_codes(model, x_train, x, weighted)
     estimator = LedoitWolf().fit(code_train)
     d_train = estimator.mahalanobis(code_train)  # squared distances
     d = estimator.mahalanobis(code)
-
-    def z(values, reference):
-        logs = np.log(reference + LOG_EPS)
-        return (np.log(values + LOG_EPS) - logs.mean()) / logs.std()
-
-    return z(error, error_train) + z(d, d_train)
+    return standardised_log(error, error_train) + standardised_log(d, d_train)
 
 
 def in_manifold_anomalies(seed=0, n=1200, features=8):
@@ -67,12 +74,6 @@ def in_manifold_anomalies(seed=0, n=1200, features=8):
     y = np.r_[np.zeros(n), np.ones(n // 10)].astype(int)
     order = rng.permutation(len(y))
     return rows[order].astype(np.float32), y[order]
-
-
-@pytest.fixture(scope="module")
-def manifold():
-    x, y = in_manifold_anomalies()
-    return x[:900], x[900:], y[900:]
 
 
 @pytest.mark.parametrize(

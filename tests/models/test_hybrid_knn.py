@@ -10,9 +10,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
 from keras_deepad.layers import CodeNeighbours
-from keras_deepad.layers.code_density import LOG_EPS
 from keras_deepad.models import AAE, AE, VAE, WAE
-from tests.models.test_hybrid import in_manifold_anomalies
+from tests.models.test_hybrid import (
+    numpy_errors_and_codes,
+    standardised_log,
+)
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
@@ -26,18 +28,7 @@ def numpy_hybrid_knn(model, x_train, x, k=10, training_rows=False):
     is `x_train` (its distances are the training ones).
     """
 
-    def parts(rows):
-        xs = np.asarray(model.scaler(rows), dtype=np.float64)
-        code, reconstruction = model.code_and_reconstruction(model.scaler(rows))
-        squared = (xs - np.asarray(reconstruction, dtype=np.float64)) ** 2
-        return squared.reshape(len(rows), -1), np.asarray(code, dtype=np.float64)
-
-    squared_train, code_train = parts(x_train)
-    squared, code = parts(x)
-    row_errors = squared_train.mean(axis=1)
-    per_feature = squared_train[row_errors <= np.quantile(row_errors, 0.9)].mean(axis=0)
-    weights = 1.0 / (per_feature + 0.01 * per_feature.mean())
-    error_train, error = (squared_train * weights).mean(axis=1), (squared * weights).mean(axis=1)
+    error_train, error, code_train, code = numpy_errors_and_codes(model, x_train, x)
     # As a kNN detector leaves a training row out of its own neighbours, the nearest kept code
     # is skipped when it lies within the self-match tolerance (squared); a squared distance
     # under the tolerance counts as it.
@@ -53,17 +44,7 @@ def numpy_hybrid_knn(model, x_train, x, k=10, training_rows=False):
     d_train = knn(code_train)
     d = d_train if training_rows else knn(code)
 
-    def z(values, reference):
-        logs = np.log(reference + LOG_EPS)
-        return (np.log(values + LOG_EPS) - logs.mean()) / logs.std()
-
-    return z(error, error_train) + z(d, d_train)
-
-
-@pytest.fixture(scope="module")
-def manifold():
-    x, y = in_manifold_anomalies()
-    return x[:900], x[900:], y[900:]
+    return standardised_log(error, error_train) + standardised_log(d, d_train)
 
 
 @pytest.mark.parametrize(
