@@ -40,9 +40,12 @@ def _hybrid(scoring, x_norm, outputs):
     centred = _flat(outputs[scoring["code_output"]]) - mean
     squared = np.maximum(np.einsum("ij,jk,ik->i", centred, precision, centred), 0.0)
     m_e, s_e, m_d, s_d = np.asarray(scoring["log_stats"], dtype=np.float64)
-    return (np.log(error + _HYBRID_LOG_EPS) - m_e) / s_e + (
-        np.log(squared + _HYBRID_LOG_EPS) - m_d
-    ) / s_d
+    return _log_standardise(error, m_e, s_e) + _log_standardise(squared, m_d, s_d)
+
+
+def _log_standardise(values, mean, std):
+    """`keras_deepad.layers.code_density.log_standardise` in float64."""
+    return (np.log(values + _HYBRID_LOG_EPS) - mean) / std
 
 
 def _weighted_error(scoring, x_norm, outputs):
@@ -63,9 +66,7 @@ def _hybrid_knn(scoring, x_norm, outputs):
     m_d, s_d = np.asarray(scoring["distance_log_stats"], dtype=np.float64)
     error = _weighted_error(scoring, x_norm, outputs)
     distance = _neighbours({**scoring, "output": scoring["code_output"]}, x_norm, outputs)
-    return (np.log(error + _HYBRID_LOG_EPS) - m_e) / s_e + (
-        np.log(distance + _HYBRID_LOG_EPS) - m_d
-    ) / s_d
+    return _log_standardise(error, m_e, s_e) + _log_standardise(distance, m_d, s_d)
 
 
 def _center_distance(scoring, x_norm, outputs):

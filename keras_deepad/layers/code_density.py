@@ -186,11 +186,15 @@ class CodeDensity(keras.layers.Layer):
         centred = ops.cast(codes, "float32") - self.mean
         return ops.maximum(ops.sum(ops.matmul(centred, self.precision) * centred, axis=-1), 0.0)
 
+    def standardised_error(self, errors):
+        """The error half of both hybrid scores: the standardised log of `errors`."""
+        errors = ops.maximum(ops.cast(errors, "float32"), 0.0)
+        return log_standardise(errors, self.log_stats[0], self.log_stats[1])
+
     def call(self, errors, codes):
         """The hybrid score of rows with reconstruction `errors` and `codes`."""
         stats = self.log_stats
-        errors = ops.maximum(ops.cast(errors, "float32"), 0.0)
-        return log_standardise(errors, stats[0], stats[1]) + log_standardise(
+        return self.standardised_error(errors) + log_standardise(
             self.squared_distance(codes), stats[2], stats[3]
         )
 

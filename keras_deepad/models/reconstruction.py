@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_deepad.layers.code_density import ERROR_WEIGHT_QUANTILE, CodeDensity, log_standardise
+from keras_deepad.layers.code_density import ERROR_WEIGHT_QUANTILE, CodeDensity
 from keras_deepad.layers.neighbours import CodeNeighbours
 from keras_deepad.losses import feature_errors, percentile_mean
 from keras_deepad.models._export_hooks import (
@@ -207,17 +207,13 @@ class ReconstructionDetector(AnomalyDetector):
     def knn_hybrid_score(self, x_scaled):
         """The `"hybrid_knn"` score of normalised rows (graph code; see `CodeNeighbours`)."""
         errors, codes = self.hybrid_parts(x_scaled)
-        stats = self.code_density.log_stats
-        errors = ops.maximum(ops.cast(errors, "float32"), 0.0)
-        return log_standardise(errors, stats[0], stats[1]) + self.code_neighbours(codes)
+        return self.code_density.standardised_error(errors) + self.code_neighbours(codes)
 
     def compute_hybrid_scores(self, x_scaled, method):
-        """`"hybrid"` or `"hybrid_knn"` scores of normalised rows; `None` for other methods."""
+        """The `method` (one of `HYBRID_SCORES`) scores of normalised rows."""
         if method == "hybrid":
             return self.hybrid_score(x_scaled)
-        if method == "hybrid_knn":
-            return self.knn_hybrid_score(x_scaled)
-        return None
+        return self.knn_hybrid_score(x_scaled)
 
     def check_score_ready(self, method):
         """The hybrid scores need the code statistics `fit` sets when training ends."""
