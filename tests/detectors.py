@@ -89,13 +89,14 @@ CASES = {
     "aae": Case(
         "aae",
         contract={"hidden_units": (32, 16), "latent_dim": 4, "prior": "normal"},
-        export={"hidden_units": (64,), "latent_dim": 3},
+        # "hybrid" (the default is "hybrid_knn", exported by the AE): both recipes exported.
+        export={"hidden_units": (64,), "latent_dim": 3, "score_method": "hybrid"},
         golden={"hidden_units": (8,), "latent_dim": 2, "discriminator_units": (8,)},
     ),
     "wae-mmd": Case(
         "wae-mmd",
         contract={"hidden_units": (32, 16), "latent_dim": 4, "prior": "normal"},
-        # The plain reconstruction error (the autoencoders above score "hybrid", their default).
+        # The plain reconstruction error (the autoencoders above score a hybrid score).
         export={"hidden_units": (64,), "latent_dim": 3, "score_method": "reconstruction"},
         golden={"hidden_units": (8,), "latent_dim": 2},
         artifact="wae",

@@ -63,7 +63,7 @@ class AAE(LatentAutoEncoder):
             reconstruction error (contaminated training data; see
             `ReconstructionDetector`).
         normalization: see `AnomalyDetector` (default `"standard"`).
-        score_method: `"hybrid"` (default), `"hybrid_knn"`, `"reconstruction"`,
+        score_method: `"hybrid_knn"` (default), `"hybrid"`, `"reconstruction"`,
             `"reconstruction_sampled"`,
             `"latent"` (`-log p(E(x))`), `"discriminator"` (`-log D(E(x))`:
             a high D means normal), `"combined"` or `"jacodeco"`; see

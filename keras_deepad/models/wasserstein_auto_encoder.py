@@ -60,7 +60,7 @@ class WAE(LatentAutoEncoder):
             drop the samples at or above the batch's q-quantile of the
             reconstruction error (see `ReconstructionDetector`).
         normalization: see `AnomalyDetector` (default `"standard"`).
-        score_method: `"hybrid"` (default), `"hybrid_knn"`, `"reconstruction"`,
+        score_method: `"hybrid_knn"` (default), `"hybrid"`, `"reconstruction"`,
             `"reconstruction_sampled"`, `"latent"`, `"jacodeco"`, and for
             `penalty="gan"` also `"discriminator"` and `"combined"`.
         seed: seed of the prior draws and the encoder noise.

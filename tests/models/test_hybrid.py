@@ -81,14 +81,14 @@ def in_manifold_anomalies(seed=0, n=1200, features=8):
     [
         lambda: AE(score_method="hybrid", seed=0),
         lambda: AE(score_method="hybrid", latent_activation=None, dropout=0.0, seed=0),
-        lambda: AAE(seed=0),
-        lambda: WAE(seed=0),
+        lambda: AAE(score_method="hybrid", seed=0),
+        lambda: WAE(score_method="hybrid", seed=0),
         lambda: VAE(score_method="hybrid", seed=0),
     ],
     ids=["ae", "ae-linear-code", "aae", "wae", "vae"],
 )
 def test_hybrid_equals_numpy(factory, manifold):
-    """The latent autoencoders' and the VAE's default; the AE's defaults to `"hybrid_knn"`."""
+    """`"hybrid"` as asked for: every one of these defaults to `"hybrid_knn"`."""
     x_train, x_test, _ = manifold
     model = factory()
     assert model.score_method == "hybrid"
