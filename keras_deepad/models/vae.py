@@ -350,7 +350,7 @@ class VAE(ReconstructionDetector):
         `z_l = mu + sigma * eps_l` (`score_noise()`), `mu` and `logvar`;
         the host takes the likelihood (and KL). `"jacodeco"` has none.
         """
-        if method in ("hybrid", "hybrid_knn", "reconstruction"):
+        if method in (*HYBRID_SCORES, "reconstruction"):
             return super().export_edge_head(method)
         if method == "latent":
             return EdgeHead(
